@@ -1,0 +1,143 @@
+//! The `kiln` command line: wiring only; the work is in the library crates.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use kiln_registry::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "kiln",
+    version,
+    about = "kiln: a layered container image build service"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The OCI registry.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
+}
+
+#[derive(clap::Args)]
+struct RegistryArgs {
+    /// Where blobs, manifests and upload sessions are kept.
+    #[arg(long, default_value = "kiln-data", env = "KILN_DATA_DIR")]
+    data_dir: PathBuf,
+    /// TOML configuration (storage, auth, gc, limits); defaults when absent.
+    #[arg(long, env = "KILN_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum RegistryCommand {
+    /// Serve the registry over HTTP.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:5000")]
+        listen: SocketAddr,
+        #[command(flatten)]
+        args: RegistryArgs,
+    },
+    /// Remove blobs no manifest references, and abandoned uploads.
+    Gc {
+        #[command(flatten)]
+        args: RegistryArgs,
+        /// Report what would be removed without removing it.
+        #[arg(long)]
+        dry_run: bool,
+        /// Override the config's grace period (seconds): younger blobs stay.
+        #[arg(long)]
+        grace_secs: Option<u64>,
+    },
+    /// Read a password on stdin and print its hash for the config's [[auth.users]].
+    HashPassword,
+}
+
+fn load_config(args: &RegistryArgs) -> Result<Config> {
+    match &args.config {
+        Some(p) => Ok(Config::load(p)?),
+        None => Ok(Config::default()),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = ctrl_c.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn registry(cmd: RegistryCommand) -> Result<()> {
+    match cmd {
+        RegistryCommand::Serve { listen, args } => {
+            let config = load_config(&args)?;
+            let server = kiln_registry::Server::bind(listen, &args.data_dir, config).await?;
+            let addr = server.local_addr()?;
+            tracing::info!(%addr, data_dir = %args.data_dir.display(), "kiln registry listening");
+            eprintln!(
+                "kiln registry listening on http://{addr} (data in {})",
+                args.data_dir.display()
+            );
+            server.run(shutdown_signal()).await?;
+            Ok(())
+        }
+        RegistryCommand::Gc {
+            args,
+            dry_run,
+            grace_secs,
+        } => {
+            let config = load_config(&args)?;
+            let opts = kiln_registry::gc::GcOptions {
+                grace: Duration::from_secs(grace_secs.unwrap_or(config.gc.grace_secs)),
+                upload_ttl: Duration::from_secs(config.gc.upload_ttl_secs),
+                dry_run,
+            };
+            let (registry, _) = kiln_registry::server::build(&args.data_dir, config)?;
+            let report = kiln_registry::gc::collect(&registry, &opts)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        RegistryCommand::HashPassword => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("reading the password from stdin")?;
+            let password = password.trim_end_matches(['\n', '\r']);
+            anyhow::ensure!(!password.is_empty(), "the password on stdin is empty");
+            println!("{}", kiln_registry::auth::hash_password(password)?);
+            Ok(())
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Registry(cmd) => registry(cmd).await,
+    }
+}
