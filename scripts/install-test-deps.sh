@@ -9,12 +9,12 @@ set -euo pipefail
 PACKAGES=(
   # real clients the end-to-end tests drive
   podman buildah skopeo umoci docker.io
-  # container runtime + rootless helpers used by podman/buildah/docker
+  # container runtime + helpers used by podman/buildah/docker
   runc conmon uidmap fuse-overlayfs slirp4netns containernetworking-plugins
   # peer registry (CNCF Distribution) and load generator for benchmarks
   docker-registry wrk
-  # fixtures and harness helpers
-  busybox-static curl jq ca-certificates
+  # fixtures and harness helpers (util-linux gives flock, mount gives umount)
+  busybox-static curl jq ca-certificates util-linux mount procps
 )
 
 missing=()
@@ -31,17 +31,28 @@ if [[ ${#missing[@]} -eq 0 ]]; then
   exit 0
 fi
 
-echo "install-test-deps: installing ${missing[*]}"
-SUDO=()
 if [[ $(id -u) -ne 0 ]]; then
-  SUDO=(sudo)
+  exec sudo --preserve-env=CI "$0" "$@"
 fi
-export DEBIAN_FRONTEND=noninteractive
-# Retry once: mirrors occasionally fail mid-update on fresh machines.
-"${SUDO[@]}" apt-get update -q || { sleep 5; "${SUDO[@]}" apt-get update -q; }
-"${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" \
-  || { sleep 5; "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"; }
 
-# docker.io's postinst may try to start the service; nothing here relies on
-# that: tests start their own dockerd by hand.
+echo "install-test-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+
+# Installing docker.io must not start a system Docker daemon: the tests start
+# their own dockerd by hand. A policy-rc.d answering 101 tells invoke-rc.d
+# not to start services (most container images already ship one).
+policy=/usr/sbin/policy-rc.d
+if [[ ! -e $policy ]]; then
+  printf '#!/bin/sh\n# installed by kiln scripts/install-test-deps.sh for the duration of apt-get\nexit 101\n' >"$policy"
+  chmod 0755 "$policy"
+  trap 'rm -f "$policy"' EXIT
+fi
+
+apt_install() {
+  apt-get install -y -q --no-install-recommends \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}"
+}
+# Retry once: mirrors occasionally fail mid-update on fresh machines.
+apt-get update -q || { sleep 5; apt-get update -q; }
+apt_install || { sleep 5; apt-get update -q; apt_install; }
 echo "install-test-deps: done"

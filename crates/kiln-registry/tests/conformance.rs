@@ -19,18 +19,13 @@ fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
 
 async fn base_endpoint(b: Backend) {
     let reg = TestRegistry::start(b).await;
-    let r = reg.client.get(reg.url("/v2/")).send().await.unwrap();
+    let r = reg.get("/v2/").await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(
         header(&r, "docker-distribution-api-version"),
         "registry/2.0"
     );
-    let r = reg
-        .client
-        .get(reg.url("/v2/nothing/here"))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.get("/v2/nothing/here").await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
@@ -52,12 +47,7 @@ async fn pull_workflow(b: Backend) {
         assert_eq!(header(&r, "docker-content-digest"), md.to_string());
         assert_eq!(r.bytes().await.unwrap(), manifest);
     }
-    let r = reg
-        .client
-        .head(reg.url("/v2/team/app/web/manifests/v1"))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.head("/v2/team/app/web/manifests/v1").await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(header(&r, "content-length"), manifest.len().to_string());
     assert_eq!(header(&r, "docker-content-digest"), md.to_string());
@@ -74,21 +64,11 @@ async fn pull_workflow(b: Backend) {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
     let ld = Digest::sha256_of(&layer);
-    let r = reg
-        .client
-        .get(reg.url(&format!("/v2/team/app/web/blobs/{ld}")))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.get(&format!("/v2/team/app/web/blobs/{ld}")).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(header(&r, "docker-content-digest"), ld.to_string());
     assert_eq!(r.bytes().await.unwrap(), layer);
-    let r = reg
-        .client
-        .head(reg.url(&format!("/v2/team/app/web/blobs/{ld}")))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.head(&format!("/v2/team/app/web/blobs/{ld}")).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(header(&r, "content-length"), layer.len().to_string());
 
@@ -115,29 +95,14 @@ async fn pull_workflow(b: Backend) {
     assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
 
     let missing = Digest::sha256_of(b"missing");
-    let r = reg
-        .client
-        .get(reg.url(&format!("/v2/team/app/web/blobs/{missing}")))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.get(&format!("/v2/team/app/web/blobs/{missing}")).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(error_code(r).await, "BLOB_UNKNOWN");
-    let r = reg
-        .client
-        .get(reg.url("/v2/team/app/web/manifests/nope"))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.get("/v2/team/app/web/manifests/nope").await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(error_code(r).await, "MANIFEST_UNKNOWN");
     // A blob of one repository is not visible from another.
-    let r = reg
-        .client
-        .get(reg.url(&format!("/v2/other/blobs/{ld}")))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.get(&format!("/v2/other/blobs/{ld}")).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
@@ -161,11 +126,8 @@ async fn push_monolithic(b: Backend) {
     // The empty blob.
     reg.push_blob("mono", b"").await;
     let r = reg
-        .client
-        .head(reg.url(&format!("/v2/mono/blobs/{}", Digest::sha256_of(b""))))
-        .send()
-        .await
-        .unwrap();
+        .head(&format!("/v2/mono/blobs/{}", Digest::sha256_of(b"")))
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
 }
 
@@ -173,12 +135,7 @@ async fn push_chunked(b: Backend) {
     let reg = TestRegistry::start(b).await;
     let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
     let d = Digest::sha256_of(&data);
-    let r = reg
-        .client
-        .post(reg.url("/v2/chunky/blobs/uploads/"))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.post("/v2/chunky/blobs/uploads/").await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert!(!header(&r, "docker-upload-uuid").is_empty());
     let mut loc = reg.location(&r);
@@ -229,12 +186,7 @@ async fn push_chunked(b: Backend) {
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(error_code(r).await, "DIGEST_INVALID");
-    let r = reg
-        .client
-        .head(reg.url(&format!("/v2/chunky/blobs/{wrong}")))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.head(&format!("/v2/chunky/blobs/{wrong}")).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     // The right one completes it.
     let r = reg
@@ -245,11 +197,8 @@ async fn push_chunked(b: Backend) {
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let got = reg
-        .client
-        .get(reg.url(&format!("/v2/chunky/blobs/{d}")))
-        .send()
+        .get(&format!("/v2/chunky/blobs/{d}"))
         .await
-        .unwrap()
         .bytes()
         .await
         .unwrap();
@@ -264,12 +213,7 @@ async fn push_streamed_and_final_chunk(b: Backend) {
     let reg = TestRegistry::start(b).await;
     let data = vec![7u8; 2 << 20];
     let d = Digest::sha256_of(&data);
-    let r = reg
-        .client
-        .post(reg.url("/v2/stream/blobs/uploads/"))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.post("/v2/stream/blobs/uploads/").await;
     let loc = reg.location(&r);
     // No Content-Range, no Content-Length: a chunked-encoding stream.
     let first = data[..1 << 20].to_vec();
@@ -295,33 +239,18 @@ async fn push_streamed_and_final_chunk(b: Backend) {
 
 async fn upload_sessions(b: Backend) {
     let reg = TestRegistry::start(b).await;
-    let r = reg
-        .client
-        .post(reg.url("/v2/sess/blobs/uploads/"))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.post("/v2/sess/blobs/uploads/").await;
     let loc = reg.location(&r);
     // Another repository cannot use the session.
     let id = loc.rsplit('/').next().unwrap().to_string();
-    let r = reg
-        .client
-        .get(reg.url(&format!("/v2/other/blobs/uploads/{id}")))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.get(&format!("/v2/other/blobs/uploads/{id}")).await;
     assert_eq!(error_code(r).await, "BLOB_UPLOAD_UNKNOWN");
     let r = reg.client.delete(&loc).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let r = reg.client.get(&loc).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(error_code(r).await, "BLOB_UPLOAD_UNKNOWN");
-    let r = reg
-        .client
-        .get(reg.url("/v2/sess/blobs/uploads/not-a-uuid"))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.get("/v2/sess/blobs/uploads/not-a-uuid").await;
     assert_eq!(error_code(r).await, "BLOB_UPLOAD_UNKNOWN");
     let r = reg
         .client
@@ -337,12 +266,7 @@ async fn upload_sessions(b: Backend) {
 async fn upload_survives_restart(b: Backend) {
     let mut reg = TestRegistry::start(b).await;
     let data = b"first half|second half".to_vec();
-    let r = reg
-        .client
-        .post(reg.url("/v2/resume/blobs/uploads/"))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.post("/v2/resume/blobs/uploads/").await;
     let loc = reg.location(&r);
     let r = reg
         .client
@@ -369,11 +293,8 @@ async fn upload_survives_restart(b: Backend) {
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let got = reg
-        .client
-        .get(reg.url(&format!("/v2/resume/blobs/{d}")))
-        .send()
+        .get(&format!("/v2/resume/blobs/{d}"))
         .await
-        .unwrap()
         .bytes()
         .await
         .unwrap();
@@ -395,18 +316,10 @@ async fn cross_repository_mount(b: Backend) {
     assert_eq!(header(&r, "location"), format!("/v2/dst/repo/blobs/{d}"));
     // Without `from`, when the blob is stored (auth off).
     let r = reg
-        .client
-        .post(reg.url(&format!("/v2/third/blobs/uploads/?mount={d}")))
-        .send()
-        .await
-        .unwrap();
+        .post(&format!("/v2/third/blobs/uploads/?mount={d}"))
+        .await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let r = reg
-        .client
-        .get(reg.url(&format!("/v2/third/blobs/{d}")))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.get(&format!("/v2/third/blobs/{d}")).await;
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"shared layer");
     // A blob the source does not have: fall back to an upload session.
     let missing = Digest::sha256_of(b"nowhere");
@@ -525,12 +438,7 @@ async fn manifest_errors(b: Backend) {
         .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     // Nothing of the refused pushes is visible.
-    let r = reg
-        .client
-        .get(reg.url("/v2/bad/tags/list"))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.get("/v2/bad/tags/list").await;
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["tags"], serde_json::json!([]));
 }
@@ -543,21 +451,16 @@ async fn invalid_names(b: Backend) {
         "/v2/a_/manifests/x",
         "/v2/-x/blobs/uploads/",
     ] {
-        let r = reg.client.post(reg.url(path)).send().await.unwrap();
+        let r = reg.post(path).await;
         let r = if r.status() == StatusCode::METHOD_NOT_ALLOWED {
-            reg.client.get(reg.url(path)).send().await.unwrap()
+            reg.get(path).await
         } else {
             r
         };
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path}");
         assert_eq!(error_code(r).await, "NAME_INVALID", "{path}");
     }
-    let r = reg
-        .client
-        .get(reg.url("/v2/x/blobs/sha256:zzz"))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.get("/v2/x/blobs/sha256:zzz").await;
     assert_eq!(error_code(r).await, "DIGEST_INVALID");
 }
 
@@ -568,72 +471,37 @@ async fn tags_and_catalog(b: Backend) {
     }
     reg.push_image("lists/two", "x", b"x").await;
     reg.push_image("zeta", "x", b"x").await;
-    let r = reg
-        .client
-        .get(reg.url("/v2/lists/one/tags/list"))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.get("/v2/lists/one/tags/list").await;
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(
         v,
         serde_json::json!({"name": "lists/one", "tags": ["a", "b", "c", "d", "e"]})
     );
-    let r = reg
-        .client
-        .get(reg.url("/v2/lists/one/tags/list?n=2"))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.get("/v2/lists/one/tags/list?n=2").await;
     assert_eq!(
         header(&r, "link"),
         "</v2/lists/one/tags/list?n=2&last=b>; rel=\"next\""
     );
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["tags"], serde_json::json!(["a", "b"]));
-    let r = reg
-        .client
-        .get(reg.url("/v2/lists/one/tags/list?n=2&last=d"))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.get("/v2/lists/one/tags/list?n=2&last=d").await;
     assert!(r.headers().get("link").is_none());
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["tags"], serde_json::json!(["e"]));
-    let r = reg
-        .client
-        .get(reg.url("/v2/lists/one/tags/list?n=0"))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.get("/v2/lists/one/tags/list?n=0").await;
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["tags"], serde_json::json!([]));
-    let r = reg
-        .client
-        .get(reg.url("/v2/unknown/repo/tags/list"))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.get("/v2/unknown/repo/tags/list").await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(error_code(r).await, "NAME_UNKNOWN");
 
-    let r = reg
-        .client
-        .get(reg.url("/v2/_catalog"))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.get("/v2/_catalog").await;
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(
         v["repositories"],
         serde_json::json!(["lists/one", "lists/two", "zeta"])
     );
-    let r = reg
-        .client
-        .get(reg.url("/v2/_catalog?n=1&last=lists/one"))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.get("/v2/_catalog?n=1&last=lists/one").await;
     assert_eq!(
         header(&r, "link"),
         "</v2/_catalog?n=1&last=lists/two>; rel=\"next\""
@@ -669,12 +537,7 @@ async fn referrers(b: Backend) {
         assert_eq!(header(&r, "oci-subject"), sd.to_string());
         pushed.push(d);
     }
-    let r = reg
-        .client
-        .get(reg.url(&format!("/v2/ref/referrers/{sd}")))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.get(&format!("/v2/ref/referrers/{sd}")).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(header(&r, "content-type"), media::OCI_INDEX);
     let v: serde_json::Value = r.json().await.unwrap();
@@ -698,37 +561,23 @@ async fn referrers(b: Backend) {
     );
     // Deleting a referrer removes it from the list.
     let r = reg
-        .client
-        .delete(reg.url(&format!("/v2/ref/manifests/{}", pushed[1])))
-        .send()
-        .await
-        .unwrap();
+        .delete(&format!("/v2/ref/manifests/{}", pushed[1]))
+        .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let v: serde_json::Value = reg
-        .client
-        .get(reg.url(&format!("/v2/ref/referrers/{sd}")))
-        .send()
+        .get(&format!("/v2/ref/referrers/{sd}"))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(v["manifests"].as_array().unwrap().len(), 2);
     // Unknown subject: an empty index. Bad digest: 400.
     let r = reg
-        .client
-        .get(reg.url(&format!("/v2/ref/referrers/{}", Digest::sha256_of(b"?"))))
-        .send()
-        .await
-        .unwrap();
+        .get(&format!("/v2/ref/referrers/{}", Digest::sha256_of(b"?")))
+        .await;
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["manifests"], serde_json::json!([]));
-    let r = reg
-        .client
-        .get(reg.url("/v2/ref/referrers/sha256:1"))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.get("/v2/ref/referrers/sha256:1").await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
 
@@ -740,11 +589,8 @@ async fn content_management(b: Backend) {
             "mgmt",
             "t2",
             media::OCI_MANIFEST,
-            &reg.client
-                .get(reg.url("/v2/mgmt/manifests/t1"))
-                .send()
+            &reg.get("/v2/mgmt/manifests/t1")
                 .await
-                .unwrap()
                 .bytes()
                 .await
                 .unwrap(),
@@ -752,86 +598,36 @@ async fn content_management(b: Backend) {
         .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     // Delete a tag: the manifest stays.
-    let r = reg
-        .client
-        .delete(reg.url("/v2/mgmt/manifests/t2"))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.delete("/v2/mgmt/manifests/t2").await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(
-        reg.client
-            .get(reg.url("/v2/mgmt/manifests/t2"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        reg.get("/v2/mgmt/manifests/t2").await.status(),
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        reg.client
-            .get(reg.url(&format!("/v2/mgmt/manifests/{md}")))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        reg.get(&format!("/v2/mgmt/manifests/{md}")).await.status(),
         StatusCode::OK
     );
     // Delete by digest: the manifest and its tags go.
-    let r = reg
-        .client
-        .delete(reg.url(&format!("/v2/mgmt/manifests/{md}")))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.delete(&format!("/v2/mgmt/manifests/{md}")).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(
-        reg.client
-            .get(reg.url(&format!("/v2/mgmt/manifests/{md}")))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        reg.get(&format!("/v2/mgmt/manifests/{md}")).await.status(),
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        reg.client
-            .get(reg.url("/v2/mgmt/manifests/t1"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        reg.get("/v2/mgmt/manifests/t1").await.status(),
         StatusCode::NOT_FOUND
     );
-    let r = reg
-        .client
-        .delete(reg.url(&format!("/v2/mgmt/manifests/{md}")))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.delete(&format!("/v2/mgmt/manifests/{md}")).await;
     assert_eq!(error_code(r).await, "MANIFEST_UNKNOWN");
     // Delete a blob.
     let ld = Digest::sha256_of(b"mgmt layer");
-    let r = reg
-        .client
-        .delete(reg.url(&format!("/v2/mgmt/blobs/{ld}")))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.delete(&format!("/v2/mgmt/blobs/{ld}")).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let r = reg
-        .client
-        .get(reg.url(&format!("/v2/mgmt/blobs/{ld}")))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.get(&format!("/v2/mgmt/blobs/{ld}")).await;
     assert_eq!(error_code(r).await, "BLOB_UNKNOWN");
-    let r = reg
-        .client
-        .delete(reg.url(&format!("/v2/mgmt/blobs/{ld}")))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.delete(&format!("/v2/mgmt/blobs/{ld}")).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
@@ -850,11 +646,8 @@ async fn same_blob_from_32_clients(b: Backend) {
         assert_eq!(t.await.unwrap(), d);
     }
     let got = reg
-        .client
-        .get(reg.url(&format!("/v2/race/blobs/{d}")))
-        .send()
+        .get(&format!("/v2/race/blobs/{d}"))
         .await
-        .unwrap()
         .bytes()
         .await
         .unwrap();
@@ -865,12 +658,7 @@ async fn garbage_collection(b: Backend) {
     let reg = TestRegistry::start(b).await;
     let (_, _md) = reg.push_image("gc/kept", "v1", b"referenced layer").await;
     let orphan = reg.push_blob("gc/orphan", b"nobody references me").await;
-    let r = reg
-        .client
-        .post(reg.url("/v2/gc/orphan/blobs/uploads/"))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.post("/v2/gc/orphan/blobs/uploads/").await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     // Past the window in which GC treats fresh writes as in flight.
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
@@ -896,27 +684,14 @@ async fn garbage_collection(b: Backend) {
     let report = kiln_registry::gc::collect(&registry, &opts).await.unwrap();
     assert_eq!(report.blobs_deleted, 1, "{report:?}");
     assert_eq!(report.uploads_deleted, 1, "{report:?}");
-    let r = reg
-        .client
-        .head(reg.url(&format!("/v2/gc/orphan/blobs/{orphan}")))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.head(&format!("/v2/gc/orphan/blobs/{orphan}")).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let r = reg
-        .client
-        .get(reg.url("/v2/gc/kept/manifests/v1"))
-        .send()
-        .await
-        .unwrap();
+    let r = reg.get("/v2/gc/kept/manifests/v1").await;
     assert_eq!(r.status(), StatusCode::OK);
     let ld = Digest::sha256_of(b"referenced layer");
     let got = reg
-        .client
-        .get(reg.url(&format!("/v2/gc/kept/blobs/{ld}")))
-        .send()
+        .get(&format!("/v2/gc/kept/blobs/{ld}"))
         .await
-        .unwrap()
         .bytes()
         .await
         .unwrap();
@@ -934,20 +709,8 @@ fn gc_config(b: Backend, reg: &TestRegistry) -> String {
 async fn metrics_endpoint(b: Backend) {
     let reg = TestRegistry::start(b).await;
     reg.push_image("m", "v", b"metrics").await;
-    reg.client
-        .get(reg.url("/v2/m/manifests/v"))
-        .send()
-        .await
-        .unwrap();
-    let text = reg
-        .client
-        .get(reg.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    reg.get("/v2/m/manifests/v").await;
+    let text = reg.get("/metrics").await.text().await.unwrap();
     assert!(
         text.contains(
             "kiln_registry_requests_total{route=\"manifest\",method=\"GET\",status=\"200\"} 1"

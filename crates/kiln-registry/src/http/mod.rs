@@ -283,33 +283,43 @@ impl Ctx<'_> {
     async fn catalog(&self) -> Result<Response, RegistryError> {
         let mut repos = self.reg().catalog().await?;
         repos.retain(|r| self.can_pull(r));
-        let (page, next) = self.query.paginate(repos)?;
-        let link = next.map(|(n, last)| format!("</v2/_catalog?n={n}&last={last}>; rel=\"next\""));
-        let body = serde_json::json!({ "repositories": page }).to_string();
-        let extra = link
-            .map(|l| vec![(header::LINK, hv(&l))])
-            .unwrap_or_default();
-        Ok(json_response(
-            StatusCode::OK,
-            "application/json",
-            body,
-            extra,
-        ))
+        self.listing(
+            "/v2/_catalog",
+            repos,
+            |page| serde_json::json!({ "repositories": page }),
+        )
     }
 
     async fn tags(&self, name: &str) -> Result<Response, RegistryError> {
         let tags = self.reg().tags(name).await?;
-        let (page, next) = self.query.paginate(tags)?;
-        let link =
-            next.map(|(n, last)| format!("</v2/{name}/tags/list?n={n}&last={last}>; rel=\"next\""));
-        let body = serde_json::json!({ "name": name, "tags": page }).to_string();
-        let extra = link
-            .map(|l| vec![(header::LINK, hv(&l))])
+        let path = format!("/v2/{name}/tags/list");
+        self.listing(
+            &path,
+            tags,
+            |page| serde_json::json!({ "name": name, "tags": page }),
+        )
+    }
+
+    /// A paginated JSON list with the spec's `Link` to the next page.
+    fn listing(
+        &self,
+        path: &str,
+        items: Vec<String>,
+        body: impl FnOnce(Vec<String>) -> serde_json::Value,
+    ) -> Result<Response, RegistryError> {
+        let (page, next) = self.query.paginate(items)?;
+        let extra = next
+            .map(|(n, last)| {
+                vec![(
+                    header::LINK,
+                    hv(&format!("<{path}?n={n}&last={last}>; rel=\"next\"")),
+                )]
+            })
             .unwrap_or_default();
         Ok(json_response(
             StatusCode::OK,
             "application/json",
-            body,
+            body(page).to_string(),
             extra,
         ))
     }

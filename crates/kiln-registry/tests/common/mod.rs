@@ -139,6 +139,26 @@ impl TestRegistry {
         format!("{}{}", self.base, path)
     }
 
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    pub async fn head(&self, path: &str) -> Response {
+        self.client.head(self.url(path)).send().await.expect("HEAD")
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.client
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("DELETE")
+    }
+
+    pub async fn post(&self, path: &str) -> Response {
+        self.client.post(self.url(path)).send().await.expect("POST")
+    }
+
     /// Resolves a `Location` header against the registry.
     pub fn location(&self, resp: &Response) -> String {
         let loc = resp
