@@ -326,9 +326,20 @@ impl Authorizer {
                 continue;
             }
             if !self.rules.permits(principal.who(), need) {
-                return Err(match principal.is_anonymous() {
-                    true => self.unauthorized(host, needs, "authentication required", None),
-                    false => forbidden(need),
+                // An anonymous token that lacks the right is answered as
+                // Distribution does (insufficient_scope): docker otherwise
+                // takes the refusal for a transient error and retries.
+                return Err(match (principal.is_anonymous(), token.is_some()) {
+                    (true, true) => self.unauthorized(
+                        host,
+                        needs,
+                        "anonymous access is not allowed here: log in first",
+                        Some("insufficient_scope"),
+                    ),
+                    (true, false) => {
+                        self.unauthorized(host, needs, "authentication required", None)
+                    }
+                    (false, _) => forbidden(need),
                 });
             }
             short_scope |= token.is_some_and(|claims| !covers(claims, need));
