@@ -186,6 +186,9 @@ impl Registry {
     }
 
     async fn repo_exists(&self, repo: &str) -> Result<bool, RegistryError> {
+        if let Some(set) = self.repos.read().await.as_ref() {
+            return Ok(set.contains(repo));
+        }
         Ok(self
             .catalog()
             .await?
@@ -217,13 +220,14 @@ impl Registry {
         }
     }
 
-    pub async fn blob_read(
+    /// Streams a blob whose visibility the caller has just checked with
+    /// [`Registry::blob_size`] (which also gave the size the range needs), so
+    /// a GET looks up the links once.
+    pub(crate) async fn blob_read_checked(
         &self,
-        repo: &str,
         digest: &Digest,
         range: Option<(u64, u64)>,
     ) -> Result<BlobStream, RegistryError> {
-        self.blob_size(repo, digest).await?;
         self.storage
             .read(&keys::blob(digest), range)
             .await?

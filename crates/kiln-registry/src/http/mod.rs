@@ -441,7 +441,7 @@ impl Ctx<'_> {
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
             return Ok(resp);
         }
-        let blob = self.reg().blob_read(name, &d, range).await?;
+        let blob = self.reg().blob_read_checked(&d, range).await?;
         let status = match range {
             Some((s, e)) => {
                 headers.push((header::CONTENT_RANGE, hv(&format!("bytes {s}-{e}/{size}"))));
