@@ -32,6 +32,25 @@ fn fixture(scratch: &Scratch) -> Result<BusyboxImage> {
     BusyboxImage::create(&scratch.join("fixture"))
 }
 
+/// Pulls `image` with podman, runs it without network and checks it greets.
+fn pull_and_run_hello(tools: &ContainerTools, image: &str, what: &str) -> Result<()> {
+    tools
+        .podman()
+        .args(["pull", "--tls-verify=false", image])
+        .run_ok()?;
+    let run = tools
+        .podman()
+        .args(["run", "--rm", "--network", "none", image])
+        .run_ok()?;
+    ensure!(
+        run.stdout.trim() == BusyboxImage::HELLO,
+        "{what} printed {:?}, expected {:?}",
+        run.stdout,
+        BusyboxImage::HELLO
+    );
+    Ok(())
+}
+
 fn read_trimmed(path: &Path) -> Result<String> {
     Ok(fs::read_to_string(path)
         .with_context(|| format!("read {}", path.display()))?
@@ -150,41 +169,16 @@ fn podman_round_trip(format: &str, media_type: &str, extra_push_args: &[&str]) -
     // pull into fresh storage (so every blob really comes from the registry), run
     let puller = ContainerTools::new(&[&reg.addr()])?;
     let image = reg.image(&repo, "v1");
-    puller
-        .podman()
-        .args(["pull", "--tls-verify=false", &image])
-        .run_ok()?;
+    pull_and_run_hello(&puller, &image, "podman run")?;
     let pulled = puller.podman_inspect(&image, "{{.Digest}}")?;
     ensure!(
         pulled == pushed,
         "podman pulled digest {pulled}, pushed {pushed}"
     );
-    let run = puller
-        .podman()
-        .args(["run", "--rm", "--network", "none", &image])
-        .run_ok()?;
-    ensure!(
-        run.stdout.trim() == BusyboxImage::HELLO,
-        "podman run printed {:?}, expected {:?}",
-        run.stdout,
-        BusyboxImage::HELLO
-    );
 
     // by digest, too
     let by_digest = format!("{}/{repo}@{pushed}", reg.addr());
-    puller
-        .podman()
-        .args(["pull", "--tls-verify=false", &by_digest])
-        .run_ok()?;
-    let run = puller
-        .podman()
-        .args(["run", "--rm", "--network", "none", &by_digest])
-        .run_ok()?;
-    ensure!(
-        run.stdout.trim() == BusyboxImage::HELLO,
-        "podman run by digest printed {:?}",
-        run.stdout
-    );
+    pull_and_run_hello(&puller, &by_digest, "podman run by digest")?;
     Ok(())
 }
 
@@ -284,19 +278,7 @@ fn podman_manifest_list_push_pull_run() -> Result<()> {
 
     let puller = ContainerTools::new(&[&reg.addr()])?;
     let image = reg.image(&repo, "v1");
-    puller
-        .podman()
-        .args(["pull", "--tls-verify=false", &image])
-        .run_ok()?;
-    let run = puller
-        .podman()
-        .args(["run", "--rm", "--network", "none", &image])
-        .run_ok()?;
-    ensure!(
-        run.stdout.trim() == BusyboxImage::HELLO,
-        "podman run (through the list) printed {:?}",
-        run.stdout
-    );
+    pull_and_run_hello(&puller, &image, "podman run (through the list)")?;
     Ok(())
 }
 
@@ -915,21 +897,9 @@ fn auth_podman_login_push_pull() -> Result<()> {
         ])
         .run_opts(RunOpts::stdin(READER_PASSWORD))?
         .ok()?;
-    puller
-        .podman()
-        .args(["pull", "--tls-verify=false", &image])
-        .run_ok()?;
+    pull_and_run_hello(&puller, &image, "podman run")?;
     let pulled = puller.podman_inspect(&image, "{{.Digest}}")?;
     ensure!(pulled == pushed, "pulled {pulled}, pushed {pushed}");
-    let run = puller
-        .podman()
-        .args(["run", "--rm", "--network", "none", &image])
-        .run_ok()?;
-    ensure!(
-        run.stdout.trim() == BusyboxImage::HELLO,
-        "podman run printed {:?}",
-        run.stdout
-    );
     // bob may pull but not push
     puller
         .podman()
@@ -1167,19 +1137,7 @@ fn images_survive_a_registry_restart() -> Result<()> {
         reg.tags(&repo)?
     );
     let image = reg.image(&repo, "v1");
-    tools
-        .podman()
-        .args(["pull", "--tls-verify=false", &image])
-        .run_ok()?;
-    let run = tools
-        .podman()
-        .args(["run", "--rm", "--network", "none", &image])
-        .run_ok()?;
-    ensure!(
-        run.stdout.trim() == BusyboxImage::HELLO,
-        "podman run after restart printed {:?}",
-        run.stdout
-    );
+    pull_and_run_hello(&tools, &image, "podman run after restart")?;
     Ok(())
 }
 
@@ -1217,19 +1175,7 @@ fn auth_anonymous_pull() -> Result<()> {
         info["Digest"]
     );
     let image = reg.image(&repo, "v1");
-    tools
-        .podman()
-        .args(["pull", "--tls-verify=false", &image])
-        .run_ok()?;
-    let run = tools
-        .podman()
-        .args(["run", "--rm", "--network", "none", &image])
-        .run_ok()?;
-    ensure!(
-        run.stdout.trim() == BusyboxImage::HELLO,
-        "podman run printed {:?}",
-        run.stdout
-    );
+    pull_and_run_hello(&tools, &image, "podman run")?;
     tools
         .skopeo()
         .args(["delete", "--tls-verify=false", &dest])
