@@ -15,6 +15,9 @@ PACKAGES=(
   docker-registry wrk
   # fixtures and harness helpers (util-linux gives flock, mount gives umount)
   busybox-static curl jq ca-certificates util-linux mount procps
+  # builder fixtures: a Debian base with dnf+rpm, RPMs built from tiny specs,
+  # repo metadata, and attr/libcap tools to check xattrs and file capabilities
+  mmdebstrap rpm createrepo-c attr libcap2-bin python3
 )
 
 missing=()

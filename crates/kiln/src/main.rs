@@ -1,5 +1,7 @@
 //! The `kiln` command line: wiring only; the work is in the library crates.
 
+mod build_cmd;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,6 +26,8 @@ enum Command {
     /// The OCI registry.
     #[command(subcommand)]
     Registry(RegistryCommand),
+    /// Build an image from a Dockerfile (daemonless; runs as root).
+    Build(Box<build_cmd::BuildArgs>),
 }
 
 #[derive(clap::Args)]
@@ -127,8 +131,20 @@ async fn registry(cmd: RegistryCommand) -> Result<()> {
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
+    // Helper processes (RUN sandboxes, file operations) must stay
+    // single-threaded: dispatch them before the runtime starts.
+    if let Some(code) = build_cmd::maybe_helper() {
+        std::process::exit(code);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(async_main())
+}
+
+async fn async_main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
@@ -139,5 +155,6 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Registry(cmd) => registry(cmd).await,
+        Command::Build(args) => build_cmd::run(*args).await,
     }
 }

@@ -22,12 +22,14 @@
 //! Each test binary uses only part of this module.
 #![allow(dead_code, unused_imports)]
 
+pub mod buildcmp;
 pub mod containers;
 pub mod docker;
 pub mod fixtures;
 pub mod http;
 pub mod process;
 pub mod registry;
+pub mod rootfs;
 pub mod scratch;
 
 pub use containers::ContainerTools;

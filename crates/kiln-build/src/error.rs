@@ -1,0 +1,92 @@
+//! The builder's errors: each says which step, file, digest or command.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use kiln_oci::Digest;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("stored blob {path} is corrupt: expected {expected}, found {actual}")]
+    CorruptBlob {
+        path: PathBuf,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("{}: {source}", file.display())]
+    Dockerfile {
+        file: PathBuf,
+        source: kiln_dockerfile::Error,
+    },
+    #[error("{}:{line}: {instruction}: {source}", file.display())]
+    Step {
+        file: PathBuf,
+        line: usize,
+        instruction: String,
+        source: Box<BuildError>,
+    },
+    #[error(
+        "{}:{line}: RUN {command:?} failed ({status}){}",
+        file.display(),
+        if tail.is_empty() { String::new() } else { format!("; last output:\n{tail}") }
+    )]
+    RunFailed {
+        file: PathBuf,
+        line: usize,
+        command: String,
+        status: String,
+        tail: String,
+    },
+    #[error("invalid image reference {reference:?}: {message}")]
+    BadReference { reference: String, message: String },
+    #[error("pulling {reference}: {source}")]
+    Pull {
+        reference: String,
+        source: kiln_client::Error,
+    },
+    #[error("pushing {reference}: {source}")]
+    Push {
+        reference: String,
+        source: kiln_client::Error,
+    },
+    #[error("image {reference}: invalid config: {message}")]
+    BadImageConfig { reference: String, message: String },
+    #[error("base image layer {digest}: {source}")]
+    BaseLayer {
+        digest: Digest,
+        source: kiln_layer::LayerError,
+    },
+    #[error("image {0} is not in the local store and --pull=never was given")]
+    ImageNotLocal(String),
+    #[error("{0}")]
+    Layer(#[from] kiln_layer::LayerError),
+    #[error("{0}")]
+    Context(kiln_fileops::Error),
+    #[error("{0}")]
+    FileOp(String),
+    #[error("sandbox: {0}")]
+    Sandbox(kiln_sandbox::SandboxError),
+    #[error("cannot start the helper {}: {message}", program.display())]
+    Helper { program: PathBuf, message: String },
+    #[error("secret {0:?} is required but was not given (--secret id={0},src=PATH)")]
+    MissingSecret(String),
+    #[error("ONBUILD trigger {trigger:?} of the base image: {message}")]
+    OnBuild { trigger: String, message: String },
+    #[error("ADD {url}: {message}")]
+    Download { url: String, message: String },
+    #[error("layer of type {media_type} cannot be written in Docker format (use --format oci)")]
+    FormatMismatch { media_type: String },
+    #[error("{0} is not supported by kiln yet")]
+    Unsupported(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub fn io_err(path: &Path, source: io::Error) -> BuildError {
+    BuildError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}

@@ -1,0 +1,1342 @@
+//! Runs a Dockerfile: stages in dependency order, each instruction either
+//! answered from the build cache or executed (RUN in the sandbox, COPY/ADD
+//! and WORKDIR in the file helper), every filesystem change committed as a
+//! layer, metadata instructions folded into the image config.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kiln_client::{Client, ClientOptions, Credentials, Platform};
+use kiln_dockerfile::{
+    Command, CommandLine, DockerIgnore, Dockerfile, Healthcheck, Instruction, MountType, Source,
+};
+use kiln_oci::Digest;
+use serde::{Deserialize, Serialize};
+
+use crate::cachekey::{KeyBuilder, base_key};
+use crate::error::{BuildError, io_err};
+use crate::fileop::{self, FileOp, FileOpSpec, IgnoreAdapter, SourceRoot};
+use crate::image::{Empty, Format, History, ImageConfig, rfc3339};
+use crate::layers;
+use crate::options::{BuildOptions, Compression, Network, SecretFrom};
+use crate::progress::Progress;
+use crate::pull::{self, BaseImage, human_size};
+use crate::run::{self, RunRequest};
+use crate::store::{LayerInfo, Store};
+
+/// Where a stage stands after an instruction.
+#[derive(Debug, Clone)]
+pub(crate) struct State {
+    pub config: ImageConfig,
+    pub layers: Vec<LayerInfo>,
+    /// Cache key of the filesystem so far.
+    pub key: Digest,
+    /// ARGs declared in this stage: name → value (None: declared, unset).
+    pub args: Vec<(String, Option<String>)>,
+    /// Where the base came from, for cross-repository mounts on push.
+    pub origin: Option<(String, String)>,
+}
+
+impl State {
+    /// Layer directories, topmost first, as overlay wants them.
+    pub fn lowers(&self, store: &Store) -> Vec<PathBuf> {
+        self.layers
+            .iter()
+            .rev()
+            .map(|l| store.layer_dir(&l.diff_id))
+            .collect()
+    }
+
+    fn arg(&self, name: &str) -> Option<String> {
+        self.args
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.clone())
+    }
+
+    /// Variables for expanding an instruction: ENV wins over ARG.
+    fn lookup(&self, name: &str) -> Option<String> {
+        self.config
+            .env_get(name)
+            .map(str::to_string)
+            .or_else(|| self.arg(name))
+    }
+
+    /// The environment a RUN sees: the image's, plus build args not
+    /// shadowed by ENV.
+    fn run_env(&self) -> Vec<String> {
+        let mut env: Vec<String> = self.config.env().to_vec();
+        for (name, value) in &self.args {
+            if let Some(v) = value
+                && self.config.env_get(name).is_none()
+            {
+                env.retain(|kv| kv.split_once('=').map(|(k, _)| k) != Some(name));
+                env.push(format!("{name}={v}"));
+            }
+        }
+        env
+    }
+}
+
+/// The result of one finished build.
+#[derive(Debug, Clone)]
+pub struct BuildResult {
+    pub manifest_digest: Digest,
+    pub manifest: Vec<u8>,
+    pub config_digest: Digest,
+    pub config: ImageConfig,
+    pub layers: Vec<LayerInfo>,
+    pub format: Format,
+    /// `registry/repo` of the base image, for mounting its layers on push.
+    pub origin: Option<(String, String)>,
+    /// Steps answered from the cache / executed.
+    pub cache_hits: usize,
+    pub executed: usize,
+}
+
+/// What the cache remembers of a filesystem step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CachedStep {
+    diff_id: Option<Digest>,
+}
+
+pub struct Executor {
+    pub(crate) opts: BuildOptions,
+    pub(crate) store: Store,
+    pub(crate) client: Client,
+    pub(crate) progress: Progress,
+    platform: Platform,
+    dockerfile: Dockerfile,
+    dockerfile_path: PathBuf,
+    ignore: Vec<String>,
+    digest_cache: kiln_fileops::FileDigestCache,
+    stage_results: BTreeMap<usize, State>,
+    build_args_used: std::collections::BTreeSet<String>,
+    steps_total: usize,
+    step: usize,
+    cache_hits: usize,
+    executed: usize,
+    now: String,
+    pub(crate) secrets_dir: Option<crate::store::Scratch>,
+}
+
+const BUILTIN_ARGS: [&str; 8] = [
+    "TARGETPLATFORM",
+    "TARGETOS",
+    "TARGETARCH",
+    "TARGETVARIANT",
+    "BUILDPLATFORM",
+    "BUILDOS",
+    "BUILDARCH",
+    "BUILDVARIANT",
+];
+
+/// Passed to RUN without an ARG declaration, as Docker does.
+const PROXY_ARGS: [&str; 8] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
+impl Executor {
+    pub fn new(opts: BuildOptions, progress: Progress) -> Result<Executor, BuildError> {
+        let store = Store::open(&opts.root)?;
+        let dockerfile_path = match &opts.dockerfile {
+            Some(p) => p.clone(),
+            None => {
+                let df = opts.context.join("Dockerfile");
+                let cf = opts.context.join("Containerfile");
+                if !df.exists() && cf.exists() { cf } else { df }
+            }
+        };
+        let text =
+            std::fs::read_to_string(&dockerfile_path).map_err(|e| io_err(&dockerfile_path, e))?;
+        let dockerfile = Dockerfile::parse(&text).map_err(|e| BuildError::Dockerfile {
+            file: dockerfile_path.clone(),
+            source: e,
+        })?;
+        let ignore = read_dockerignore(&opts.context, &dockerfile_path)?;
+        let mut credentials = Credentials::from_auth_files().unwrap_or_default();
+        if credentials.is_empty() {
+            credentials = Credentials::new();
+        }
+        let client = Client::new(ClientOptions {
+            tls_verify: opts.tls_verify,
+            credentials,
+            ..ClientOptions::default()
+        })
+        .map_err(|e| BuildError::Internal(format!("registry client: {e}")))?;
+        let digest_cache =
+            kiln_fileops::FileDigestCache::load(&store.context_digest_cache_path(&opts.context))
+                .unwrap_or_default();
+        let now = rfc3339(match opts.source_date_epoch {
+            Some(t) => t,
+            None => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0),
+        });
+        Ok(Executor {
+            opts,
+            store,
+            client,
+            progress,
+            platform: Platform::host(),
+            dockerfile,
+            dockerfile_path,
+            ignore,
+            digest_cache,
+            stage_results: BTreeMap::new(),
+            build_args_used: Default::default(),
+            steps_total: 0,
+            step: 0,
+            cache_hits: 0,
+            executed: 0,
+            now,
+            secrets_dir: None,
+        })
+    }
+
+    fn df_err(&self, e: kiln_dockerfile::Error) -> BuildError {
+        BuildError::Dockerfile {
+            file: self.dockerfile_path.clone(),
+            source: e,
+        }
+    }
+
+    fn builtin_arg(&self, name: &str) -> Option<String> {
+        builtin_arg(&self.platform, name)
+    }
+
+    pub async fn build(mut self) -> Result<BuildResult, BuildError> {
+        let build_args = self.opts.build_args.clone();
+        let meta = self
+            .dockerfile
+            .meta_args(&|n| build_args.get(n).cloned())
+            .map_err(|e| self.df_err(e))?;
+        let platform = self.platform.clone();
+        let meta_lookup = |n: &str| meta.get(n).or_else(|| builtin_arg(&platform, n));
+        let target = self
+            .dockerfile
+            .target(self.opts.target.as_deref())
+            .map_err(|e| self.df_err(e))?
+            .index;
+        let order = self
+            .dockerfile
+            .build_order(target, &meta_lookup)
+            .map_err(|e| self.df_err(e))?;
+        self.steps_total = order
+            .iter()
+            .map(|&i| self.dockerfile.stages[i].instructions.len() + 1)
+            .sum();
+        for name in meta.values.iter().map(|(n, _)| n.clone()) {
+            self.build_args_used.insert(name);
+        }
+        for &index in &order {
+            let state = self.run_stage(index, &meta).await?;
+            self.stage_results.insert(index, state);
+        }
+        for arg in self.opts.build_args.keys() {
+            if !self.build_args_used.contains(arg) && !PROXY_ARGS.contains(&arg.as_str()) {
+                self.progress.line(&format!(
+                    "[Warning] one or more build args were not consumed: [{arg}]"
+                ));
+            }
+        }
+        let _ = self
+            .digest_cache
+            .save(&self.store.context_digest_cache_path(&self.opts.context));
+        let state = self
+            .stage_results
+            .remove(&target)
+            .ok_or_else(|| BuildError::Internal("target stage was not built".into()))?;
+        self.finish_image(state).await
+    }
+
+    async fn run_stage(
+        &mut self,
+        index: usize,
+        meta: &kiln_dockerfile::MetaArgs,
+    ) -> Result<State, BuildError> {
+        let stage = self.dockerfile.stages[index].clone();
+        let platform = self.platform.clone();
+        let meta_lookup = |n: &str| meta.get(n).or_else(|| builtin_arg(&platform, n));
+        let from = stage
+            .from
+            .expand(&meta_lookup, self.dockerfile.escape)
+            .map_err(|e| self.df_err(e))?;
+        self.step += 1;
+        self.progress.line(&format!(
+            "[{}/{}] {}",
+            self.step,
+            self.steps_total,
+            stage.from_instruction.original.trim()
+        ));
+        let base = self
+            .dockerfile
+            .base(index, &meta_lookup)
+            .map_err(|e| self.df_err(e))?;
+        let mut state = match base {
+            Source::Stage(i) => self
+                .stage_results
+                .get(&i)
+                .cloned()
+                .ok_or_else(|| BuildError::Internal(format!("stage {i} was not built")))?,
+            Source::Image(name) if name.eq_ignore_ascii_case("scratch") => State {
+                config: scratch_config(&self.platform),
+                layers: Vec::new(),
+                key: base_key("scratch", &self.platform.to_string()),
+                args: Vec::new(),
+                origin: None,
+            },
+            Source::Image(name) => {
+                let img = self.base_image(&name).await?;
+                let config = img.config(&self.store)?;
+                State {
+                    config,
+                    layers: img.layers.clone(),
+                    key: base_key(&img.manifest_digest.to_string(), &self.platform.to_string()),
+                    args: Vec::new(),
+                    origin: Some((img.registry.clone(), img.repository.clone())),
+                }
+            }
+        };
+        if let Some(platform) = &from.platform
+            && platform != &self.platform.to_string()
+            && !platform.starts_with("$")
+        {
+            self.progress.line(&format!(
+                "[Warning] FROM --platform={platform}: kiln builds for {} only",
+                self.platform
+            ));
+        }
+        // A stage starts with no ARGs of its own, only meta ARGs it re-declares.
+        state.args.clear();
+        // Inherited ONBUILD triggers run first, then are cleared.
+        if let Some(triggers) = state.config.config.on_build.take() {
+            for text in triggers {
+                let ins = kiln_dockerfile::parse_onbuild_trigger(&text).map_err(|e| {
+                    BuildError::OnBuild {
+                        trigger: text.clone(),
+                        message: e.to_string(),
+                    }
+                })?;
+                self.progress
+                    .line(&format!("  ONBUILD {}", ins.original.trim()));
+                self.instruction(&mut state, &ins, meta).await?;
+            }
+        }
+        for ins in &stage.instructions {
+            self.step += 1;
+            self.progress.line(&format!(
+                "[{}/{}] {}",
+                self.step,
+                self.steps_total,
+                ins.original.trim()
+            ));
+            self.instruction(&mut state, ins, meta).await?;
+        }
+        Ok(state)
+    }
+
+    async fn base_image(&self, name: &str) -> Result<BaseImage, BuildError> {
+        pull::base_image(
+            &self.client,
+            &self.store,
+            name,
+            self.opts.pull,
+            &self.platform,
+            &self.progress,
+        )
+        .await
+    }
+
+    fn history(&self, state: &mut State, ins: &Instruction, empty: bool) {
+        state.config.history.push(History {
+            created: Some(self.now.clone()),
+            created_by: Some(created_by(ins)),
+            comment: Some("kiln".to_string()),
+            empty_layer: empty,
+            ..History::default()
+        });
+    }
+
+    async fn instruction(
+        &mut self,
+        state: &mut State,
+        raw: &Instruction,
+        meta: &kiln_dockerfile::MetaArgs,
+    ) -> Result<(), BuildError> {
+        let escape = self.dockerfile.escape;
+        // ARG is expanded with the values known before it.
+        let ins = {
+            let st: &State = state;
+            raw.expand(&|n| st.lookup(n), escape)
+                .map_err(|e| self.df_err(e))?
+        };
+        match &ins.command {
+            Command::From(_) => {
+                return Err(BuildError::Internal("FROM inside a stage".into()));
+            }
+            Command::Arg(defs) => {
+                for def in defs {
+                    self.build_args_used.insert(def.name.clone());
+                    let value = self
+                        .opts
+                        .build_args
+                        .get(&def.name)
+                        .cloned()
+                        .or_else(|| def.default.clone())
+                        .or_else(|| meta.get(&def.name))
+                        .or_else(|| {
+                            BUILTIN_ARGS
+                                .contains(&def.name.as_str())
+                                .then(|| self.builtin_arg(&def.name))
+                                .flatten()
+                        });
+                    state.args.push((def.name.clone(), value));
+                }
+                self.history(state, &ins, true);
+            }
+            Command::Env(kvs) => {
+                for kv in kvs {
+                    state.config.env_set(&kv.key, &kv.value);
+                }
+                self.history(state, &ins, true);
+            }
+            Command::Label(kvs) => {
+                for kv in kvs {
+                    state.config.label_set(&kv.key, &kv.value);
+                }
+                self.history(state, &ins, true);
+            }
+            Command::Maintainer(m) => {
+                state.config.author = Some(m.clone());
+                self.history(state, &ins, true);
+            }
+            Command::User(u) => {
+                state.config.config.user = u.clone();
+                self.history(state, &ins, true);
+            }
+            Command::Cmd(c) => {
+                state.config.config.cmd = Some(self.command_args(state, c));
+                self.history(state, &ins, true);
+            }
+            Command::Entrypoint(c) => {
+                state.config.config.entrypoint = Some(self.command_args(state, c));
+                // Docker: ENTRYPOINT resets a CMD inherited from the base.
+                if !self.stage_sets_cmd_before(state) {
+                    state.config.config.cmd = None;
+                }
+                self.history(state, &ins, true);
+            }
+            Command::Expose(ports) => {
+                let map = state
+                    .config
+                    .config
+                    .exposed_ports
+                    .get_or_insert_with(BTreeMap::new);
+                for p in ports {
+                    let key = if p.contains('/') {
+                        p.clone()
+                    } else {
+                        format!("{p}/tcp")
+                    };
+                    map.insert(key, Empty {});
+                }
+                self.history(state, &ins, true);
+            }
+            Command::Volume(vols) => {
+                let map = state
+                    .config
+                    .config
+                    .volumes
+                    .get_or_insert_with(BTreeMap::new);
+                for v in vols {
+                    map.insert(v.clone(), Empty {});
+                }
+                self.history(state, &ins, true);
+            }
+            Command::StopSignal(s) => {
+                state.config.config.stop_signal = s.clone();
+                self.history(state, &ins, true);
+            }
+            Command::Healthcheck(h) => {
+                state.config.config.healthcheck = Some(healthcheck(h));
+                self.history(state, &ins, true);
+            }
+            Command::Shell(sh) => {
+                state.config.config.shell = Some(sh.clone());
+                self.history(state, &ins, true);
+            }
+            Command::Onbuild(trigger) => {
+                state
+                    .config
+                    .config
+                    .on_build
+                    .get_or_insert_with(Vec::new)
+                    .push(trigger.clone());
+                self.history(state, &ins, true);
+            }
+            Command::Workdir(dir) => {
+                let path = resolve_workdir(&state.config.config.working_dir, dir);
+                state.config.config.working_dir = path.clone();
+                let mut k = KeyBuilder::new("workdir");
+                k.field("parent", state.key.to_string())
+                    .field("path", &path)
+                    .field("user", &state.config.config.user);
+                let key = k.finish();
+                let op = FileOp::Mkdir {
+                    path,
+                    user: state.config.config.user.clone(),
+                };
+                self.fs_step(state, &ins, key, StepWork::File(op)).await?;
+            }
+            Command::Run(_) => {
+                let (key, req) = self.prepare_run(state, &ins).await?;
+                self.fs_step(state, &ins, key, StepWork::Run(Box::new(req)))
+                    .await?;
+            }
+            Command::Copy(c) => {
+                let extra = CopyExtra {
+                    from: c.from.clone(),
+                    chown: c.chown.clone(),
+                    chmod: c.chmod.clone(),
+                    extract: false,
+                    checksum: None,
+                    link: c.link,
+                    excludes: c.excludes.clone(),
+                };
+                self.copy_step(state, &ins, &c.sources, extra).await?;
+            }
+            Command::Add(a) => {
+                let extra = CopyExtra {
+                    from: None,
+                    chown: a.chown.clone(),
+                    chmod: a.chmod.clone(),
+                    extract: a.unpack.unwrap_or(true),
+                    checksum: a.checksum.clone(),
+                    link: a.link,
+                    excludes: a.excludes.clone(),
+                };
+                self.copy_step(state, &ins, &a.sources, extra).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn stage_sets_cmd_before(&self, _state: &State) -> bool {
+        false
+    }
+
+    fn command_args(&self, state: &State, c: &CommandLine) -> Vec<String> {
+        match c {
+            CommandLine::Exec(v) => v.clone(),
+            CommandLine::Shell(s) => {
+                let mut v = shell_of(state);
+                v.push(s.clone());
+                v
+            }
+        }
+    }
+
+    /// A step that changes the filesystem: answered from the cache when its
+    /// key is known and its layer is still stored, executed otherwise.
+    async fn fs_step(
+        &mut self,
+        state: &mut State,
+        ins: &Instruction,
+        key: Digest,
+        work: StepWork,
+    ) -> Result<(), BuildError> {
+        if !self.opts.no_cache
+            && let Some(cached) = self.store.cache_get::<CachedStep>(&key)
+            && let Some(layer) = self.cached_layer(&cached)?
+        {
+            self.cache_hits += 1;
+            self.progress.line("--> Using cache");
+            self.apply_layer(state, ins, key, layer);
+            return Ok(());
+        }
+        self.executed += 1;
+        let scratch = self.store.scratch("step")?;
+        let upper = scratch.path().join("upper");
+        let work_dir = scratch.path().join("work");
+        let empty = scratch.path().join("empty");
+        for d in [&upper, &work_dir, &empty] {
+            std::fs::create_dir(d).map_err(|e| io_err(d, e))?;
+        }
+        let mut lowers = state.lowers(&self.store);
+        if lowers.is_empty() {
+            lowers.push(empty.clone());
+        }
+        match work {
+            StepWork::Run(req) => {
+                let stubs = run::run(self, &req, &lowers, &upper, &work_dir, ins).await?;
+                layers::drop_stubs(&upper, &stubs);
+            }
+            StepWork::File(op) => {
+                let spec = FileOpSpec {
+                    lowers,
+                    upper: upper.clone(),
+                    work: work_dir.clone(),
+                    scratch: scratch.path().join("mnt"),
+                    op,
+                };
+                fileop::run(&self.opts.helper, &spec)
+                    .await
+                    .map_err(|e| located(e, &self.dockerfile_path, ins))?;
+            }
+        }
+        let layer = if layers::is_empty_dir(&upper)? {
+            None
+        } else {
+            let store = self.store.clone();
+            let (compression, format, epoch) = (
+                self.opts.compression,
+                self.opts.format,
+                self.opts.source_date_epoch,
+            );
+            let up = upper.clone();
+            let info = tokio::task::spawn_blocking(move || {
+                layers::commit_upper(&store, &up, compression, format, epoch)
+            })
+            .await
+            .map_err(|e| BuildError::Internal(e.to_string()))??;
+            self.progress.line(&format!(
+                "--> layer {} ({})",
+                pull::short(&info.digest),
+                human_size(info.size)
+            ));
+            Some(info)
+        };
+        self.store.cache_put(
+            &key,
+            &CachedStep {
+                diff_id: layer.as_ref().map(|l| l.diff_id.clone()),
+            },
+        )?;
+        self.apply_layer(state, ins, key, layer);
+        drop(scratch);
+        Ok(())
+    }
+
+    /// The cached layer in this build's compression, recompressed from the
+    /// stored directory when only another compression's blob exists.
+    /// `Some(None)`: the step is cached and changed nothing.
+    fn cached_layer(&self, cached: &CachedStep) -> Result<Option<Option<LayerInfo>>, BuildError> {
+        let Some(diff_id) = &cached.diff_id else {
+            return Ok(Some(None));
+        };
+        if !self.store.has_layer_dir(diff_id) {
+            return Ok(None);
+        }
+        let want = kiln_layer::layer_media_type(
+            layers::layer_compression(self.opts.compression),
+            layers::layer_format(self.opts.format),
+        )?;
+        let key = format!("{}:{want}", diff_id);
+        if let Some(info) = self.store.image_get::<LayerInfo>(&key)
+            && self.store.has_blob(&info.digest)
+        {
+            return Ok(Some(Some(info)));
+        }
+        let info = layers::recompress(
+            &self.store,
+            diff_id,
+            self.opts.compression,
+            self.opts.format,
+            self.opts.source_date_epoch,
+        )?;
+        self.store.image_put(&key, &info)?;
+        Ok(Some(Some(info)))
+    }
+
+    fn apply_layer(
+        &self,
+        state: &mut State,
+        ins: &Instruction,
+        key: Digest,
+        layer: Option<LayerInfo>,
+    ) {
+        let empty = layer.is_none();
+        if let Some(info) = layer {
+            let media_key = format!("{}:{}", info.diff_id, info.media_type);
+            let _ = self.store.image_put(&media_key, &info);
+            state.config.rootfs.diff_ids.push(info.diff_id.clone());
+            state.layers.push(info);
+        }
+        state.key = key;
+        self.history(state, ins, empty);
+    }
+
+    async fn prepare_run(
+        &mut self,
+        state: &State,
+        ins: &Instruction,
+    ) -> Result<(Digest, RunRequest), BuildError> {
+        let Command::Run(r) = &ins.command else {
+            return Err(BuildError::Internal("not a RUN".into()));
+        };
+        let args = run_args(state, &r.command, &r.heredocs);
+        let env = state.run_env();
+        let network = match r.network {
+            kiln_dockerfile::NetworkMode::None => Network::None,
+            kiln_dockerfile::NetworkMode::Host => Network::Host,
+            kiln_dockerfile::NetworkMode::Default => self.opts.network,
+        };
+        let mut k = KeyBuilder::new("run");
+        k.field("parent", state.key.to_string())
+            .field("args", serde_json::to_vec(&args).unwrap_or_default())
+            .field("env", env.join("\0"))
+            .field("user", &state.config.config.user)
+            .field("workdir", &state.config.config.working_dir)
+            .field("network", format!("{network:?}"))
+            .field("security", format!("{:?}", r.security));
+        let mut mounts = Vec::new();
+        for m in &r.mounts {
+            let target = m.target.clone().unwrap_or_default();
+            k.field("mount", format!("{m:?}"));
+            match m.kind {
+                MountType::Bind => {
+                    let (lowers, from_key) = self.mount_source(m.from.as_deref()).await?;
+                    let source = m.source.clone().unwrap_or_else(|| "/".to_string());
+                    if let Some(from_key) = from_key {
+                        k.field("bind-from", from_key.to_string());
+                    } else {
+                        let digest = self.context_digest(std::slice::from_ref(&source)).await?;
+                        k.field("bind-context", digest);
+                    }
+                    mounts.push(run::MountReq::Bind {
+                        lowers,
+                        source,
+                        target,
+                        readonly: m.readonly,
+                    });
+                }
+                MountType::Cache => {
+                    let id = m.id.clone().unwrap_or_else(|| target.clone());
+                    mounts.push(run::MountReq::Cache {
+                        dir: self.store.cache_mount_dir(&id)?,
+                        target,
+                        uid: m.uid,
+                        gid: m.gid,
+                        mode: m.mode,
+                    });
+                }
+                MountType::Tmpfs => mounts.push(run::MountReq::Tmpfs {
+                    target,
+                    size: m.size,
+                }),
+                MountType::Secret => {
+                    let id =
+                        m.id.clone()
+                            .or_else(|| {
+                                m.target
+                                    .as_deref()
+                                    .and_then(|t| t.rsplit('/').next())
+                                    .map(str::to_string)
+                            })
+                            .unwrap_or_default();
+                    let file = self.secret_file(&id)?;
+                    match file {
+                        Some(path) => {
+                            let target = if target.is_empty() && m.env.is_none() {
+                                format!("/run/secrets/{id}")
+                            } else {
+                                target
+                            };
+                            mounts.push(run::MountReq::Secret {
+                                file: path,
+                                target,
+                                env: m.env.clone(),
+                                uid: m.uid,
+                                gid: m.gid,
+                                mode: m.mode,
+                            })
+                        }
+                        None if m.required => {
+                            return Err(located(
+                                BuildError::MissingSecret(id),
+                                &self.dockerfile_path,
+                                ins,
+                            ));
+                        }
+                        None => {}
+                    }
+                }
+                MountType::Ssh => {
+                    return Err(located(
+                        BuildError::Unsupported("RUN --mount=type=ssh".into()),
+                        &self.dockerfile_path,
+                        ins,
+                    ));
+                }
+            }
+        }
+        let req = RunRequest {
+            args,
+            env,
+            cwd: if state.config.config.working_dir.is_empty() {
+                "/".to_string()
+            } else {
+                state.config.config.working_dir.clone()
+            },
+            user: state.config.config.user.clone(),
+            network,
+            insecure: r.security == kiln_dockerfile::Security::Insecure,
+            mounts,
+        };
+        Ok((k.finish(), req))
+    }
+
+    /// Layers and cache key of a `from=` stage or image; `None` key means
+    /// the build context.
+    async fn mount_source(
+        &self,
+        from: Option<&str>,
+    ) -> Result<(Option<Vec<PathBuf>>, Option<Digest>), BuildError> {
+        let Some(from) = from else {
+            return Ok((None, None));
+        };
+        match self
+            .dockerfile
+            .resolve_from(from)
+            .map_err(|e| self.df_err(e))?
+        {
+            Source::Stage(i) => {
+                let st = self
+                    .stage_results
+                    .get(&i)
+                    .ok_or_else(|| BuildError::Internal(format!("stage {from} was not built")))?;
+                Ok((Some(st.lowers(&self.store)), Some(st.key.clone())))
+            }
+            Source::Image(name) if name.eq_ignore_ascii_case("scratch") => {
+                Ok((Some(Vec::new()), Some(base_key("scratch", ""))))
+            }
+            Source::Image(name) => {
+                let img = self.base_image(&name).await?;
+                let lowers = img
+                    .layers
+                    .iter()
+                    .rev()
+                    .map(|l| self.store.layer_dir(&l.diff_id))
+                    .collect();
+                Ok((
+                    Some(lowers),
+                    Some(base_key(&img.manifest_digest.to_string(), "")),
+                ))
+            }
+        }
+    }
+
+    fn secret_file(&mut self, id: &str) -> Result<Option<PathBuf>, BuildError> {
+        let Some(secret) = self.opts.secrets.iter().find(|s| s.id == id).cloned() else {
+            return Ok(None);
+        };
+        match secret.source {
+            SecretFrom::File(p) => {
+                let abs = std::fs::canonicalize(&p).map_err(|e| io_err(&p, e))?;
+                Ok(Some(abs))
+            }
+            SecretFrom::Env(var) => {
+                let Ok(value) = std::env::var(&var) else {
+                    return Ok(None);
+                };
+                if self.secrets_dir.is_none() {
+                    self.secrets_dir = Some(self.store.scratch("secrets")?);
+                }
+                let dir = self
+                    .secrets_dir
+                    .as_ref()
+                    .map(|s| s.path().to_path_buf())
+                    .unwrap_or_default();
+                let path = dir.join(Digest::sha256_of(id.as_bytes()).hex());
+                write_private(&path, value.as_bytes())?;
+                Ok(Some(path))
+            }
+        }
+    }
+
+    async fn context_digest(&mut self, patterns: &[String]) -> Result<String, BuildError> {
+        let context = self.opts.context.clone();
+        let ignore = self.ignore.clone();
+        let mut cache = std::mem::take(&mut self.digest_cache);
+        let (result, cache) = tokio::task::spawn_blocking({
+            let patterns = patterns.to_vec();
+            move || {
+                let r = (|| {
+                    let mut root = kiln_fileops::Root::open_context(&context)?;
+                    if !ignore.is_empty()
+                        && let Ok(m) = DockerIgnore::from_patterns(&ignore)
+                    {
+                        root = root.with_ignore(Arc::new(IgnoreAdapter(m)));
+                    }
+                    let matches = kiln_fileops::resolve_sources(&root, &patterns)?;
+                    kiln_fileops::content_digest(&root, &matches, &mut cache)
+                })();
+                (r, cache)
+            }
+        })
+        .await
+        .map_err(|e| BuildError::Internal(e.to_string()))?;
+        self.digest_cache = cache;
+        Ok(result.map_err(BuildError::Context)?.digest)
+    }
+
+    async fn copy_step(
+        &mut self,
+        state: &mut State,
+        ins: &Instruction,
+        sources: &kiln_dockerfile::Sources,
+        extra: CopyExtra,
+    ) -> Result<(), BuildError> {
+        let workdir = if state.config.config.working_dir.is_empty() {
+            "/".to_string()
+        } else {
+            state.config.config.working_dir.clone()
+        };
+        let mut k = KeyBuilder::new(if extra.extract { "add" } else { "copy" });
+        k.field("parent", state.key.to_string())
+            .field("dest", &sources.dest)
+            .field("workdir", &workdir)
+            .field("chown", extra.chown.clone().unwrap_or_default())
+            .field("chmod", extra.chmod.clone().unwrap_or_default())
+            .field("patterns", sources.paths.join("\0"))
+            .field("excludes", extra.excludes.join("\0"));
+        if !extra.excludes.is_empty() {
+            return Err(located(
+                BuildError::Unsupported("COPY/ADD --exclude".into()),
+                &self.dockerfile_path,
+                ins,
+            ));
+        }
+        let _ = extra.link; // --link layers are independent; kiln's are already content-addressed.
+        let mut ops = Vec::new();
+        // Heredoc sources and downloads are staged as files of their own.
+        let staged = if !sources.inline.is_empty() || sources.paths.iter().any(|p| is_url(p)) {
+            Some(self.store.scratch("files")?)
+        } else {
+            None
+        };
+        let mut local_patterns = Vec::new();
+        let mut staged_names = Vec::new();
+        for p in &sources.paths {
+            if is_url(p) {
+                if extra.from.is_some() || !extra.extract {
+                    return Err(located(
+                        BuildError::Unsupported(format!("COPY from a URL ({p}); use ADD")),
+                        &self.dockerfile_path,
+                        ins,
+                    ));
+                }
+                let dir = staged
+                    .as_ref()
+                    .map(|s| s.path().to_path_buf())
+                    .unwrap_or_default();
+                let name = crate::download::fetch(self, p, &dir, extra.checksum.as_deref())
+                    .await
+                    .map_err(|e| located(e, &self.dockerfile_path, ins))?;
+                k.field("url", p);
+                staged_names.push(format!("/{name}"));
+            } else {
+                local_patterns.push(p.clone());
+            }
+        }
+        for inline in &sources.inline {
+            let dir = staged
+                .as_ref()
+                .map(|s| s.path().to_path_buf())
+                .unwrap_or_default();
+            let name = inline.path.trim_start_matches('/').to_string();
+            let file = dir.join(&name);
+            std::fs::write(&file, inline.data.as_bytes()).map_err(|e| io_err(&file, e))?;
+            k.field("inline", format!("{name}\0{}", inline.data));
+            staged_names.push(format!("/{name}"));
+        }
+        if let Some(dir) = &staged {
+            let digest_files = {
+                let dir = dir.path().to_path_buf();
+                let names = staged_names.clone();
+                tokio::task::spawn_blocking(move || -> Result<String, kiln_fileops::Error> {
+                    let root = kiln_fileops::Root::open_context(&dir)?;
+                    let m = kiln_fileops::resolve_sources(&root, &names)?;
+                    let mut c = kiln_fileops::FileDigestCache::new();
+                    Ok(kiln_fileops::content_digest(&root, &m, &mut c)?.digest)
+                })
+                .await
+                .map_err(|e| BuildError::Internal(e.to_string()))?
+                .map_err(BuildError::Context)?
+            };
+            k.field("staged", digest_files);
+        }
+        if !local_patterns.is_empty() {
+            let source = match &extra.from {
+                Some(from) => {
+                    let (lowers, from_key) = self.mount_source(Some(from)).await?;
+                    k.field("from", from_key.map(|d| d.to_string()).unwrap_or_default());
+                    SourceRoot::Layers {
+                        lowers: lowers.unwrap_or_default(),
+                    }
+                }
+                None => {
+                    let digest = self
+                        .context_digest(&local_patterns)
+                        .await
+                        .map_err(|e| located(e, &self.dockerfile_path, ins))?;
+                    k.field("context", digest);
+                    SourceRoot::Context {
+                        path: std::fs::canonicalize(&self.opts.context)
+                            .map_err(|e| io_err(&self.opts.context, e))?,
+                        ignore: self.ignore.clone(),
+                    }
+                }
+            };
+            ops.push((source, local_patterns));
+        }
+        if let Some(dir) = &staged {
+            ops.push((
+                SourceRoot::Files {
+                    path: dir.path().to_path_buf(),
+                },
+                staged_names,
+            ));
+        }
+        let key = k.finish();
+        // Several source roots go through one op each on the same upper
+        // directory; the destination must then be a directory, as Docker
+        // requires for several sources.
+        let multi = ops.len() > 1;
+        let file_ops: Vec<FileOp> = ops
+            .into_iter()
+            .map(|(source, patterns)| FileOp::Copy {
+                source,
+                patterns,
+                dest: if multi && !sources.dest.ends_with('/') {
+                    format!("{}/", sources.dest)
+                } else {
+                    sources.dest.clone()
+                },
+                workdir: workdir.clone(),
+                chown: extra.chown.clone(),
+                chmod: extra.chmod.clone(),
+                extract: extra.extract,
+            })
+            .collect();
+        let result = self.fs_step_multi(state, ins, key, file_ops).await;
+        drop(staged);
+        result
+    }
+
+    async fn fs_step_multi(
+        &mut self,
+        state: &mut State,
+        ins: &Instruction,
+        key: Digest,
+        mut ops: Vec<FileOp>,
+    ) -> Result<(), BuildError> {
+        match ops.len() {
+            0 => Ok(()),
+            1 => {
+                let op = ops.remove(0);
+                self.fs_step(state, ins, key, StepWork::File(op)).await
+            }
+            _ => {
+                // Rare (heredocs or URLs mixed with context files): run each
+                // into the same step by chaining keys, then merge history.
+                let mut last = Ok(());
+                let n = ops.len();
+                for (i, op) in ops.into_iter().enumerate() {
+                    let mut k = KeyBuilder::new("part");
+                    k.field("key", key.to_string()).field("i", i.to_string());
+                    let sub = if i + 1 == n { key.clone() } else { k.finish() };
+                    last = self.fs_step(state, ins, sub, StepWork::File(op)).await;
+                    if last.is_err() {
+                        break;
+                    }
+                }
+                last
+            }
+        }
+    }
+
+    async fn finish_image(self, mut state: State) -> Result<BuildResult, BuildError> {
+        for (k, v) in &self.opts.labels {
+            state.config.label_set(k, v);
+        }
+        state.config.created = Some(self.now.clone());
+        if state.config.architecture.is_empty() {
+            state.config.architecture = self.platform.architecture.clone();
+            state.config.os = self.platform.os.clone();
+        }
+        let format = self.opts.format;
+        let mut layer_descs = Vec::new();
+        for l in &state.layers {
+            let media_type = media_for_format(&l.media_type, format).ok_or_else(|| {
+                BuildError::FormatMismatch {
+                    media_type: l.media_type.clone(),
+                }
+            })?;
+            layer_descs.push(kiln_oci::Descriptor {
+                media_type,
+                digest: l.digest.clone(),
+                size: i64::try_from(l.size).unwrap_or(i64::MAX),
+                urls: None,
+                annotations: None,
+                artifact_type: None,
+                platform: None,
+            });
+        }
+        let config_json = state.config.to_json();
+        let config_digest = self.store.put_blob(&config_json)?;
+        let config_desc = kiln_oci::Descriptor {
+            media_type: format.config_media_type().to_string(),
+            digest: config_digest.clone(),
+            size: config_json.len() as i64,
+            urls: None,
+            annotations: None,
+            artifact_type: None,
+            platform: None,
+        };
+        let manifest = crate::image::manifest_json(format, &config_desc, &layer_descs, None);
+        let manifest_digest = self.store.put_blob(&manifest)?;
+        self.progress.line(&format!(
+            "--> {} ({} steps from cache, {} executed)",
+            pull::short(&manifest_digest),
+            self.cache_hits,
+            self.executed
+        ));
+        Ok(BuildResult {
+            manifest_digest,
+            manifest,
+            config_digest,
+            config: state.config,
+            layers: state.layers,
+            format,
+            origin: state.origin,
+            cache_hits: self.cache_hits,
+            executed: self.executed,
+        })
+    }
+
+    pub(crate) fn dockerfile_path(&self) -> &Path {
+        &self.dockerfile_path
+    }
+}
+
+enum StepWork {
+    Run(Box<RunRequest>),
+    File(FileOp),
+}
+
+struct CopyExtra {
+    from: Option<String>,
+    chown: Option<String>,
+    chmod: Option<String>,
+    extract: bool,
+    checksum: Option<String>,
+    link: bool,
+    excludes: Vec<String>,
+}
+
+fn is_url(p: &str) -> bool {
+    p.starts_with("http://") || p.starts_with("https://")
+}
+
+fn scratch_config(platform: &Platform) -> ImageConfig {
+    let mut c = ImageConfig {
+        architecture: platform.architecture.clone(),
+        os: platform.os.clone(),
+        variant: platform.variant.clone(),
+        ..ImageConfig::default()
+    };
+    // BuildKit gives scratch images the default PATH.
+    c.env_set("PATH", kiln_sandbox::DEFAULT_PATH);
+    c
+}
+
+fn shell_of(state: &State) -> Vec<String> {
+    state
+        .config
+        .config
+        .shell
+        .clone()
+        .unwrap_or_else(|| vec!["/bin/sh".to_string(), "-c".to_string()])
+}
+
+/// argv of a RUN: exec form as is; shell form through SHELL, with heredoc
+/// bodies appended so the shell reads them itself. `RUN <<EOF` alone runs
+/// the body as the script.
+fn run_args(
+    state: &State,
+    command: &CommandLine,
+    heredocs: &[kiln_dockerfile::Heredoc],
+) -> Vec<String> {
+    match command {
+        CommandLine::Exec(v) => v.clone(),
+        CommandLine::Shell(text) => {
+            let mut v = shell_of(state);
+            if heredocs.len() == 1 && is_bare_heredoc(text) {
+                v.push(heredocs[0].body());
+                return v;
+            }
+            let mut script = text.clone();
+            for h in heredocs {
+                script.push('\n');
+                script.push_str(&h.content);
+                script.push_str(&h.name);
+            }
+            v.push(script);
+            v
+        }
+    }
+}
+
+fn is_bare_heredoc(text: &str) -> bool {
+    let t = text.trim();
+    t.starts_with("<<") && !t.contains(char::is_whitespace)
+}
+
+fn resolve_workdir(current: &str, dir: &str) -> String {
+    let joined = if dir.starts_with('/') {
+        dir.to_string()
+    } else {
+        format!("{}/{dir}", if current.is_empty() { "/" } else { current })
+    };
+    let cleaned = kiln_dockerfile::clean_path(&joined);
+    if cleaned.starts_with('/') {
+        cleaned
+    } else {
+        format!("/{cleaned}")
+    }
+}
+
+fn healthcheck(h: &Healthcheck) -> crate::image::Healthcheck {
+    match h {
+        Healthcheck::None => crate::image::Healthcheck {
+            test: Some(vec!["NONE".to_string()]),
+            ..Default::default()
+        },
+        Healthcheck::Check {
+            test,
+            interval,
+            timeout,
+            start_period,
+            start_interval,
+            retries,
+        } => {
+            let ns = |d: &Option<std::time::Duration>| {
+                d.map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+                    .unwrap_or(0)
+            };
+            crate::image::Healthcheck {
+                test: Some(test.clone()),
+                interval: ns(interval),
+                timeout: ns(timeout),
+                start_period: ns(start_period),
+                start_interval: ns(start_interval),
+                retries: retries
+                    .map(|r| i32::try_from(r).unwrap_or(i32::MAX))
+                    .unwrap_or(0),
+            }
+        }
+    }
+}
+
+fn created_by(ins: &Instruction) -> String {
+    let text = ins.original.trim();
+    match &ins.command {
+        Command::Run(_) => format!("RUN {}", text.strip_prefix("RUN").unwrap_or(text).trim()),
+        _ => text.to_string(),
+    }
+}
+
+fn media_for_format(media_type: &str, format: Format) -> Option<String> {
+    use kiln_oci::media::*;
+    let oci = match media_type {
+        OCI_LAYER_GZIP | DOCKER_LAYER_GZIP => OCI_LAYER_GZIP,
+        OCI_LAYER_TAR | kiln_layer::DOCKER_LAYER_TAR => OCI_LAYER_TAR,
+        OCI_LAYER_ZSTD => OCI_LAYER_ZSTD,
+        other => return Some(other.to_string()),
+    };
+    match format {
+        Format::Oci => Some(oci.to_string()),
+        Format::Docker => match oci {
+            OCI_LAYER_GZIP => Some(DOCKER_LAYER_GZIP.to_string()),
+            OCI_LAYER_TAR => Some(kiln_layer::DOCKER_LAYER_TAR.to_string()),
+            _ => None,
+        },
+    }
+}
+
+fn read_dockerignore(context: &Path, dockerfile: &Path) -> Result<Vec<String>, BuildError> {
+    // BuildKit prefers `<Dockerfile>.dockerignore` next to the Dockerfile.
+    let specific = PathBuf::from(format!("{}.dockerignore", dockerfile.display()));
+    let path = if specific.exists() {
+        specific
+    } else {
+        context.join(".dockerignore")
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let ig = DockerIgnore::parse(&text).map_err(|e| BuildError::Dockerfile {
+                file: path.clone(),
+                source: e,
+            })?;
+            Ok(ig.patterns())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(io_err(&path, e)),
+    }
+}
+
+fn write_private(path: &Path, data: &[u8]) -> Result<(), BuildError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| io_err(path, e))?;
+    f.write_all(data).map_err(|e| io_err(path, e))
+}
+
+/// Adds the Dockerfile position to an error from a step.
+pub(crate) fn located(e: BuildError, file: &Path, ins: &Instruction) -> BuildError {
+    match e {
+        BuildError::Step { .. } | BuildError::RunFailed { .. } => e,
+        other => BuildError::Step {
+            file: file.to_path_buf(),
+            line: ins.location.start_line,
+            instruction: ins.original.trim().chars().take(200).collect(),
+            source: Box::new(other),
+        },
+    }
+}
+
+pub(crate) fn _compression_name(c: Compression) -> &'static str {
+    match c {
+        Compression::Gzip => "gzip",
+        Compression::Zstd => "zstd",
+        Compression::None => "none",
+    }
+}
+
+fn builtin_arg(p: &Platform, name: &str) -> Option<String> {
+    Some(match name {
+        "TARGETPLATFORM" | "BUILDPLATFORM" => p.to_string(),
+        "TARGETOS" | "BUILDOS" => p.os.clone(),
+        "TARGETARCH" | "BUILDARCH" => p.architecture.clone(),
+        "TARGETVARIANT" | "BUILDVARIANT" => p.variant.clone().unwrap_or_default(),
+        _ => return None,
+    })
+}

@@ -1,0 +1,159 @@
+//! Layers in and out of the store: a step's upper directory becomes a
+//! compressed blob plus a layer directory (no copy: the directory is moved),
+//! and a pulled blob is unpacked once into a layer directory.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use kiln_layer::{Expected, ImageFormat, TarOptions, UnpackMode};
+use kiln_oci::{Descriptor, Digest};
+
+use crate::error::{BuildError, io_err};
+use crate::image::Format;
+use crate::options::Compression;
+use crate::store::{LayerInfo, Store, remove_any};
+
+pub fn layer_compression(c: Compression) -> kiln_layer::Compression {
+    match c {
+        Compression::Gzip => kiln_layer::Compression::Gzip,
+        Compression::Zstd => kiln_layer::Compression::Zstd,
+        Compression::None => kiln_layer::Compression::None,
+    }
+}
+
+pub fn layer_format(f: Format) -> ImageFormat {
+    match f {
+        Format::Oci => ImageFormat::Oci,
+        Format::Docker => ImageFormat::Docker,
+    }
+}
+
+/// Whether an upper directory holds any change at all.
+pub fn is_empty_dir(dir: &Path) -> Result<bool, BuildError> {
+    let mut rd = std::fs::read_dir(dir).map_err(|e| io_err(dir, e))?;
+    Ok(rd.next().is_none())
+}
+
+/// Turns `upper` into a stored layer: the tar is written and compressed in
+/// one pass, the blob stored under its digest, and `upper` itself moved into
+/// the store as the layer's directory.
+pub fn commit_upper(
+    store: &Store,
+    upper: &Path,
+    compression: Compression,
+    format: Format,
+    source_date_epoch: Option<i64>,
+) -> Result<LayerInfo, BuildError> {
+    let staging =
+        store
+            .root()
+            .join("tmp")
+            .join(format!("blob-{}-{}", std::process::id(), unique()));
+    let opts = TarOptions { source_date_epoch };
+    let (blob, _) = kiln_layer::compress_to_file(
+        &staging,
+        layer_compression(compression),
+        layer_format(format),
+        |w| kiln_layer::write_layer(upper, &opts, w),
+    )?;
+    store.commit_blob_file(&staging, &blob.digest)?;
+    let info = LayerInfo {
+        digest: blob.digest,
+        diff_id: blob.diff_id,
+        size: blob.size,
+        media_type: blob.media_type.to_string(),
+    };
+    store.put_layer_info(&info)?;
+    store.commit_layer_dir(upper, &info.diff_id)?;
+    Ok(info)
+}
+
+/// Re-creates the blob of a stored layer directory in another compression
+/// (the tar is deterministic, so the diff_id is the same).
+pub fn recompress(
+    store: &Store,
+    diff_id: &Digest,
+    compression: Compression,
+    format: Format,
+    source_date_epoch: Option<i64>,
+) -> Result<LayerInfo, BuildError> {
+    let dir = store.layer_dir(diff_id);
+    let staging =
+        store
+            .root()
+            .join("tmp")
+            .join(format!("blob-{}-{}", std::process::id(), unique()));
+    let opts = TarOptions { source_date_epoch };
+    let (blob, _) = kiln_layer::compress_to_file(
+        &staging,
+        layer_compression(compression),
+        layer_format(format),
+        |w| kiln_layer::write_layer(&dir, &opts, w),
+    )?;
+    if &blob.diff_id != diff_id {
+        let _ = std::fs::remove_file(&staging);
+        return Err(BuildError::Internal(format!(
+            "layer directory {} no longer matches its diff_id {diff_id} (now {})",
+            dir.display(),
+            blob.diff_id
+        )));
+    }
+    store.commit_blob_file(&staging, &blob.digest)?;
+    let info = LayerInfo {
+        digest: blob.digest,
+        diff_id: blob.diff_id,
+        size: blob.size,
+        media_type: blob.media_type.to_string(),
+    };
+    store.put_layer_info(&info)?;
+    Ok(info)
+}
+
+/// Unpacks a stored blob into the layer directory of `diff_id`, verifying
+/// both digests on the way. Idempotent.
+pub fn unpack_blob(store: &Store, desc: &Descriptor, diff_id: &Digest) -> Result<(), BuildError> {
+    if store.has_layer_dir(diff_id) {
+        return Ok(());
+    }
+    let blob = store.blob_path(&desc.digest);
+    let file = File::open(&blob).map_err(|e| io_err(&blob, e))?;
+    let scratch = store.scratch("unpack")?;
+    let dest = scratch.path().join("layer");
+    std::fs::create_dir(&dest).map_err(|e| io_err(&dest, e))?;
+    let expected = Expected {
+        digest: Some(desc.digest.clone()),
+        diff_id: Some(diff_id.clone()),
+        size: u64::try_from(desc.size).ok(),
+    };
+    kiln_layer::unpack_layer(
+        BufReader::with_capacity(1 << 20, file),
+        Some(&expected),
+        &dest,
+        UnpackMode::Layer,
+    )
+    .map_err(|e| BuildError::BaseLayer {
+        digest: desc.digest.clone(),
+        source: e,
+    })?;
+    store.commit_layer_dir(&dest, diff_id)?;
+    Ok(())
+}
+
+/// Removes paths the sandbox created as mount points and could not remove
+/// itself, so they do not end up in the layer.
+pub fn drop_stubs(upper: &Path, stubs: &[std::path::PathBuf]) {
+    for stub in stubs {
+        let rel = stub.strip_prefix("/").unwrap_or(stub);
+        if rel.as_os_str().is_empty() || rel.components().any(|c| c.as_os_str() == "..") {
+            continue;
+        }
+        let _ = remove_any(&upper.join(rel));
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}

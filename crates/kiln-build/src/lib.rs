@@ -1,0 +1,82 @@
+//! The builder: Dockerfile and context in, OCI image out.
+//!
+//! - [`store`]: the local content store (blobs, layer directories, cache).
+//! - [`executor`]: stages and instructions, the build cache, image config.
+//! - [`run`]: RUN in the sandbox (`kiln-sandbox`); [`fileop`]: COPY/ADD/WORKDIR
+//!   in the file helper (`kiln-fileops`); both are helper processes.
+//! - [`layers`]: upper directory → layer blob, blob → layer directory.
+//! - [`pull`], [`push`], [`download`]: registries and URLs (`kiln-client`).
+//! - [`output`]: OCI layout directories and archives.
+//!
+//! [`build`] runs a whole build with [`BuildOptions`].
+
+pub mod cachekey;
+pub mod download;
+pub mod error;
+pub mod executor;
+pub mod fileop;
+pub mod image;
+pub mod layers;
+pub mod options;
+pub mod output;
+pub mod progress;
+pub mod pull;
+pub mod push;
+pub mod run;
+pub mod store;
+
+pub use error::BuildError;
+pub use executor::{BuildResult, Executor};
+pub use options::{BuildOptions, Compression, HelperCommand, Network, PullPolicy, SecretSource};
+pub use progress::Progress;
+
+/// Builds, then pushes to every tag (with `push`), records the image under
+/// its tags in the local store, and writes the outputs.
+pub async fn build(opts: BuildOptions, progress: Progress) -> Result<BuildResult, BuildError> {
+    let push_tags = if opts.push {
+        opts.tags.clone()
+    } else {
+        Vec::new()
+    };
+    let outputs = opts.outputs.clone();
+    let tags = opts.tags.clone();
+    let executor = Executor::new(opts, progress.clone())?;
+    let client = executor.client.clone();
+    let store = executor.store.clone();
+    let result = executor.build().await?;
+    for tag in &tags {
+        pull::record_local(&store, tag, &result)?;
+    }
+    for tag in &push_tags {
+        push::push(&client, &store, &result, tag, &progress).await?;
+    }
+    for out in &outputs {
+        let mut blobs = Vec::new();
+        let manifest: kiln_oci::Manifest =
+            kiln_oci::Manifest::parse(&result.manifest, Some(result.format.manifest_media_type()))
+                .map_err(|e| BuildError::Internal(e.to_string()))?;
+        let desc = kiln_oci::Descriptor {
+            media_type: result.format.manifest_media_type().to_string(),
+            digest: result.manifest_digest.clone(),
+            size: result.manifest.len() as i64,
+            urls: None,
+            annotations: None,
+            artifact_type: None,
+            platform: None,
+        };
+        let all: Vec<kiln_oci::Descriptor> = manifest.required_blobs().cloned().collect();
+        blobs.extend(all.iter());
+        let ref_name = tags.first().map(|t| t.rsplit(':').next().unwrap_or(t));
+        output::write(
+            &store,
+            &output::ImageBlobs {
+                manifest: &desc,
+                blobs,
+                ref_name,
+            },
+            out,
+        )?;
+        progress.line(&format!("Wrote {out:?}"));
+    }
+    Ok(result)
+}
