@@ -36,6 +36,8 @@ pub(crate) struct State {
     pub args: Vec<(String, Option<String>)>,
     /// Where the base came from, for cross-repository mounts on push.
     pub origin: Option<(String, String)>,
+    /// WORKDIR was set and not yet created by a filesystem step.
+    pub pending_workdir: bool,
 }
 
 impl State {
@@ -295,6 +297,7 @@ impl Executor {
                 key: base_key("scratch", &self.platform.to_string()),
                 args: Vec::new(),
                 origin: None,
+                pending_workdir: false,
             },
             Source::Image(name) => {
                 let img = self.base_image(&name).await?;
@@ -305,6 +308,7 @@ impl Executor {
                     key: base_key(&img.manifest_digest.to_string(), &self.platform.to_string()),
                     args: Vec::new(),
                     origin: Some((img.registry.clone(), img.repository.clone())),
+                    pending_workdir: false,
                 }
             }
         };
@@ -486,23 +490,19 @@ impl Executor {
                 self.history(state, &ins, true);
             }
             Command::Workdir(dir) => {
+                // Like buildah, the directory is created by the next RUN,
+                // COPY or ADD (after a COPY's own parents, which take its
+                // --chown owner), not by WORKDIR itself.
                 let path = resolve_workdir(&state.config.config.working_dir, dir);
-                state.config.config.working_dir = path.clone();
-                let mut k = KeyBuilder::new("workdir");
-                k.field("parent", state.key.to_string())
-                    .field("path", &path)
-                    .field("user", &state.config.config.user);
-                let key = k.finish();
-                let op = FileOp::Mkdir {
-                    path,
-                    user: state.config.config.user.clone(),
-                };
-                self.fs_step(state, &ins, key, StepWork::File(op)).await?;
+                state.config.config.working_dir = path;
+                state.pending_workdir = true;
+                self.history(state, &ins, true);
             }
             Command::Run(_) => {
                 let (key, req) = self.prepare_run(state, &ins).await?;
                 self.fs_step(state, &ins, key, StepWork::Run(Box::new(req)))
                     .await?;
+                state.pending_workdir = false;
             }
             Command::Copy(c) => {
                 let extra = CopyExtra {
@@ -582,13 +582,13 @@ impl Executor {
                 let stubs = run::run(self, &req, &lowers, &upper, &work_dir, ins).await?;
                 layers::drop_stubs(&upper, &stubs);
             }
-            StepWork::File(op) => {
+            StepWork::File(ops) => {
                 let spec = FileOpSpec {
                     lowers,
                     upper: upper.clone(),
                     work: work_dir.clone(),
                     scratch: scratch.path().join("mnt"),
-                    op,
+                    ops,
                 };
                 fileop::run(&self.opts.helper, &spec)
                     .await
@@ -1009,12 +1009,13 @@ impl Executor {
                 staged_names,
             ));
         }
+        k.field("pending-workdir", state.pending_workdir.to_string());
         let key = k.finish();
-        // Several source roots go through one op each on the same upper
-        // directory; the destination must then be a directory, as Docker
-        // requires for several sources.
+        // Several source roots (context files plus heredocs or downloads)
+        // are several copies into one layer; the destination must then be
+        // a directory, as Docker requires for several sources.
         let multi = ops.len() > 1;
-        let file_ops: Vec<FileOp> = ops
+        let mut file_ops: Vec<FileOp> = ops
             .into_iter()
             .map(|(source, patterns)| FileOp::Copy {
                 source,
@@ -1030,41 +1031,18 @@ impl Executor {
                 extract: extra.extract,
             })
             .collect();
-        let result = self.fs_step_multi(state, ins, key, file_ops).await;
+        if state.pending_workdir {
+            file_ops.push(FileOp::Mkdir {
+                path: workdir.clone(),
+                user: String::new(),
+            });
+        }
+        let result = self
+            .fs_step(state, ins, key, StepWork::File(file_ops))
+            .await;
+        state.pending_workdir = false;
         drop(staged);
         result
-    }
-
-    async fn fs_step_multi(
-        &mut self,
-        state: &mut State,
-        ins: &Instruction,
-        key: Digest,
-        mut ops: Vec<FileOp>,
-    ) -> Result<(), BuildError> {
-        match ops.len() {
-            0 => Ok(()),
-            1 => {
-                let op = ops.remove(0);
-                self.fs_step(state, ins, key, StepWork::File(op)).await
-            }
-            _ => {
-                // Rare (heredocs or URLs mixed with context files): run each
-                // into the same step by chaining keys, then merge history.
-                let mut last = Ok(());
-                let n = ops.len();
-                for (i, op) in ops.into_iter().enumerate() {
-                    let mut k = KeyBuilder::new("part");
-                    k.field("key", key.to_string()).field("i", i.to_string());
-                    let sub = if i + 1 == n { key.clone() } else { k.finish() };
-                    last = self.fs_step(state, ins, sub, StepWork::File(op)).await;
-                    if last.is_err() {
-                        break;
-                    }
-                }
-                last
-            }
-        }
     }
 
     async fn finish_image(self, mut state: State) -> Result<BuildResult, BuildError> {
@@ -1133,7 +1111,7 @@ impl Executor {
 
 enum StepWork {
     Run(Box<RunRequest>),
-    File(FileOp),
+    File(Vec<FileOp>),
 }
 
 struct CopyExtra {

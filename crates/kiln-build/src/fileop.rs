@@ -56,7 +56,8 @@ pub struct FileOpSpec {
     pub work: PathBuf,
     /// A directory for mount points and read-only overlays' scratch.
     pub scratch: PathBuf,
-    pub op: FileOp,
+    /// Done in order on the same root.
+    pub ops: Vec<FileOp>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -136,14 +137,29 @@ fn execute(spec: &FileOpSpec) -> Result<(u64, u64), String> {
     };
     kiln_sandbox::mount_rootfs(&rootfs, &merged).map_err(|e| e.to_string())?;
     let dest = Root::open_image(&merged).map_err(|e| e.to_string())?;
-    match &spec.op {
+    let (mut files, mut bytes) = (0, 0);
+    for (i, op) in spec.ops.iter().enumerate() {
+        let (f, b) = execute_one(spec, &dest, op, i)?;
+        files += f;
+        bytes += b;
+    }
+    Ok((files, bytes))
+}
+
+fn execute_one(
+    spec: &FileOpSpec,
+    dest: &Root,
+    op: &FileOp,
+    index: usize,
+) -> Result<(u64, u64), String> {
+    match op {
         FileOp::Mkdir { path, user } => {
             let owner = if user.is_empty() {
                 None
             } else {
-                Some(kiln_fileops::resolve_user(&dest, user).map_err(|e| e.to_string())?)
+                Some(kiln_fileops::resolve_user(dest, user).map_err(|e| e.to_string())?)
             };
-            kiln_fileops::mkdir_workdir(&dest, path, owner).map_err(|e| e.to_string())?;
+            kiln_fileops::mkdir_workdir(dest, path, owner).map_err(|e| e.to_string())?;
             Ok((0, 0))
         }
         FileOp::Copy {
@@ -155,7 +171,7 @@ fn execute(spec: &FileOpSpec) -> Result<(u64, u64), String> {
             chmod,
             extract,
         } => {
-            let src = open_source(spec, source)?;
+            let src = open_source(spec, source, index)?;
             let matches =
                 kiln_fileops::resolve_sources(&src, patterns).map_err(|e| e.to_string())?;
             let sources: Vec<CopySource<'_>> = matches
@@ -170,9 +186,9 @@ fn execute(spec: &FileOpSpec) -> Result<(u64, u64), String> {
                 chmod: chmod.clone(),
             };
             let stats = if *extract {
-                kiln_fileops::add(&dest, &sources, to, workdir, &opts)
+                kiln_fileops::add(dest, &sources, to, workdir, &opts)
             } else {
-                kiln_fileops::copy(&dest, &sources, to, workdir, &opts)
+                kiln_fileops::copy(dest, &sources, to, workdir, &opts)
             }
             .map_err(|e| e.to_string())?;
             Ok((stats.files, stats.bytes))
@@ -180,7 +196,7 @@ fn execute(spec: &FileOpSpec) -> Result<(u64, u64), String> {
     }
 }
 
-fn open_source(spec: &FileOpSpec, source: &SourceRoot) -> Result<Root, String> {
+fn open_source(spec: &FileOpSpec, source: &SourceRoot, index: usize) -> Result<Root, String> {
     match source {
         SourceRoot::Context { path, ignore } => {
             let root = Root::open_context(path).map_err(|e| e.to_string())?;
@@ -192,7 +208,7 @@ fn open_source(spec: &FileOpSpec, source: &SourceRoot) -> Result<Root, String> {
         }
         SourceRoot::Files { path } => Root::open_context(path).map_err(|e| e.to_string()),
         SourceRoot::Layers { lowers } => {
-            let mnt = spec.scratch.join("source");
+            let mnt = spec.scratch.join(format!("source{index}"));
             mkdir(&mnt)?;
             match lowers.as_slice() {
                 [] => {}

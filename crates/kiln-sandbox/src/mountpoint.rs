@@ -144,6 +144,24 @@ pub fn ensure<K: Kernel>(
     Ok(target)
 }
 
+/// Like [`ensure`], but directories created on the way to the target stay
+/// in the root filesystem: only the target itself is a stub. This is what
+/// buildah does for `RUN --mount` targets (`/mnt/gen` leaves `/mnt`), and
+/// kiln's images are compared with buildah's.
+pub fn ensure_keep_parents<K: Kernel>(
+    k: &mut K,
+    root: &Path,
+    container_path: &str,
+    want: Want,
+    stubs: &mut Vec<Stub>,
+) -> io::Result<PathBuf> {
+    let mut created = Vec::new();
+    let target = ensure(k, root, container_path, want, &mut created)?;
+    let leaf = target.strip_prefix(root).map_err(io::Error::other)?;
+    stubs.extend(created.into_iter().filter(|s| s.path == leaf));
+    Ok(target)
+}
+
 /// Unmounts and removes the stubs (now under `root`, `/` after the pivot) in reverse
 /// order, when they are still empty. Returns the ones that could not be removed for
 /// another reason than holding content the command put there.

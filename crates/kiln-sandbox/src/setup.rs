@@ -172,6 +172,12 @@ pub fn prepare_root<K: Kernel>(
         })
     };
 
+    let ensure_user = |k: &mut K, path: &str, want: Want, stubs: &mut Vec<Stub>| {
+        ctx(
+            mountpoint::ensure_keep_parents(k, &root, path, want, stubs),
+            || format!("mount point {path}"),
+        )
+    };
     let proc = ensure(k, "/proc", Want::Dir, &mut stubs)?;
     mount(
         k,
@@ -224,11 +230,11 @@ pub fn prepare_root<K: Kernel>(
                         ));
                     }
                 };
-                let host = ensure(k, target, want, &mut stubs)?;
+                let host = ensure_user(k, target, want, &mut stubs)?;
                 bind(k, source, &host, *readonly)?;
             }
             Mount::Tmpfs { target, size, mode } => {
-                let host = ensure(k, target, Want::Dir, &mut stubs)?;
+                let host = ensure_user(k, target, Want::Dir, &mut stubs)?;
                 let mut data = format!("mode={:o}", mode.unwrap_or(0o1777));
                 if let Some(size) = size {
                     data.push_str(&format!(",size={size}"));
@@ -568,7 +574,9 @@ mod tests {
             .iter()
             .map(|s| s.path.display().to_string())
             .collect();
-        assert!(stubs.ends_with(&["mnt".into(), "mnt/data".into(), "scratch".into()]));
+        // Created parents of RUN --mount targets stay, as with buildah.
+        assert!(stubs.ends_with(&["mnt/data".into(), "scratch".into()]));
+        assert!(!stubs.contains(&"mnt".to_string()));
     }
 
     #[test]
