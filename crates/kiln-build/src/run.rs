@@ -93,25 +93,25 @@ pub async fn run(
     for (i, m) in req.mounts.iter().enumerate() {
         match m {
             MountReq::Bind {
-                lowers,
+                lowers: Some(layers),
+                source,
+                target,
+                readonly,
+            } => spec.mounts.push(Mount::Layers {
+                lowers: layers.clone(),
+                source: source.clone(),
+                target: target.clone(),
+                readonly: *readonly,
+            }),
+            MountReq::Bind {
+                lowers: None,
                 source,
                 target,
                 readonly,
             } => {
-                let base = match lowers {
-                    None => std::fs::canonicalize(&ex.opts.context)
-                        .map_err(|e| crate::error::io_err(&ex.opts.context, e))?,
-                    Some(_) => {
-                        // A stage's root is staged as a read-only copy-free
-                        // overlay inside the sandbox would need a mount of its
-                        // own; bind the topmost layer that holds the path.
-                        stage_path(lowers.as_deref().unwrap_or(&[]), source)?
-                    }
-                };
-                let src = match lowers {
-                    None => safe_join(&base, source)?,
-                    Some(_) => base,
-                };
+                let context = std::fs::canonicalize(&ex.opts.context)
+                    .map_err(|e| crate::error::io_err(&ex.opts.context, e))?;
+                let src = safe_join(&context, source)?;
                 // A read-write bind must not change the context: writes go
                 // to a private copy, as BuildKit discards them.
                 let src = if *readonly {
@@ -277,25 +277,6 @@ fn safe_join(base: &Path, source: &str) -> Result<PathBuf, BuildError> {
         )));
     }
     Ok(real)
-}
-
-/// The directory of the topmost layer holding `source` (bind mounts from a
-/// stage need the merged view only rarely; the usual case is one layer
-/// holding a build output directory).
-fn stage_path(lowers: &[PathBuf], source: &str) -> Result<PathBuf, BuildError> {
-    let rel = kiln_dockerfile::clean_path(&format!("/{source}"));
-    let rel = rel.trim_start_matches('/');
-    for layer in lowers {
-        let p = layer.join(rel);
-        if let Ok(m) = std::fs::symlink_metadata(&p)
-            && !m.file_type().is_symlink()
-        {
-            return Ok(p);
-        }
-    }
-    Err(BuildError::Context(kiln_fileops::Error::SourceNotFound(
-        format!("/{rel}"),
-    )))
 }
 
 fn copy_tree(src: &Path, dest: &Path) -> Result<(), BuildError> {

@@ -101,6 +101,52 @@ fn make_readonly<K: Kernel>(k: &mut K, target: &Path) -> Result<(), String> {
     }
 }
 
+/// Stacks `lowers` on a private mount point under `staging`, with a throwaway
+/// upper directory on a tmpfs of its own (writes vanish with the sandbox).
+fn layers_mount<K: Kernel>(
+    k: &mut K,
+    staging: &Path,
+    index: usize,
+    lowers: &[PathBuf],
+) -> Result<PathBuf, String> {
+    let base = staging.join(format!("layers{index}"));
+    ctx(k.mkdir(&base, 0o700), || {
+        format!("creating {}", base.display())
+    })?;
+    mount(
+        k,
+        Some(Path::new("tmpfs")),
+        &base,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV,
+        Some("mode=0700"),
+    )?;
+    let (merged, upper, work, empty) = (
+        base.join("merged"),
+        base.join("upper"),
+        base.join("work"),
+        base.join("empty"),
+    );
+    for d in [&merged, &upper, &work, &empty] {
+        ctx(k.mkdir(d, 0o755), || format!("creating {}", d.display()))?;
+    }
+    let lowers = if lowers.is_empty() {
+        vec![empty]
+    } else {
+        lowers.to_vec()
+    };
+    rootfs::mount_rootfs_with(
+        k,
+        &crate::spec::RootFs::Overlay {
+            lowers,
+            upper,
+            work,
+        },
+        &merged,
+    )?;
+    Ok(merged)
+}
+
 fn bind<K: Kernel>(k: &mut K, source: &Path, target: &Path, readonly: bool) -> Result<(), String> {
     mount(
         k,
@@ -211,8 +257,27 @@ pub fn prepare_root<K: Kernel>(
         bind(k, &staging.join(&name[5..]), &target, true)?;
     }
 
-    for m in &spec.mounts {
+    for (i, m) in spec.mounts.iter().enumerate() {
         match m {
+            Mount::Layers {
+                lowers,
+                source,
+                target,
+                readonly,
+            } => {
+                let merged = layers_mount(k, staging, i, lowers)?;
+                let inside = ctx(
+                    mountpoint::resolve_in_root(k, &merged, Path::new(&format!("/{source}"))),
+                    || format!("bind mount source {source} in the stage's root"),
+                )?;
+                let want = match ctx(k.lstat(&inside), || format!("bind mount source {source}"))? {
+                    Some(FileKind::Dir) => Want::Dir,
+                    Some(_) => Want::File,
+                    None => return Err(format!("bind mount source {source} does not exist")),
+                };
+                let host = ensure_user(k, target, want, &mut stubs)?;
+                bind(k, &inside, &host, *readonly)?;
+            }
             Mount::Bind {
                 source,
                 target,

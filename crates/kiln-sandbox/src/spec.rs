@@ -47,6 +47,18 @@ pub enum Mount {
         #[serde(default)]
         readonly: bool,
     },
+    /// A directory of another image root given by its layer directories (topmost
+    /// first): the layers are stacked by overlay inside the sandbox (writes, when not
+    /// read-only, go to a throwaway tmpfs) and `source` inside that root is bind-mounted
+    /// on `target` (`RUN --mount=type=bind,from=stage`).
+    Layers {
+        lowers: Vec<PathBuf>,
+        #[serde(default)]
+        source: String,
+        target: String,
+        #[serde(default)]
+        readonly: bool,
+    },
     /// A fresh tmpfs; `size` in bytes, `mode` defaults to 1777 like Docker's `--tmpfs`.
     Tmpfs {
         target: String,
@@ -60,7 +72,9 @@ pub enum Mount {
 impl Mount {
     pub fn target(&self) -> &str {
         match self {
-            Mount::Bind { target, .. } | Mount::Tmpfs { target, .. } => target,
+            Mount::Bind { target, .. }
+            | Mount::Tmpfs { target, .. }
+            | Mount::Layers { target, .. } => target,
         }
     }
 }

@@ -555,3 +555,39 @@ fn overlay_is_supported_here() {
     // The probe leaves nothing behind.
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn layers_mount_stacks_another_root_and_discards_writes() {
+    require_root!();
+    let f = Fixture::new();
+    let host = tempfile::tempdir().unwrap();
+    let (bottom, top) = (host.path().join("bottom"), host.path().join("top"));
+    fs::create_dir_all(bottom.join("out")).unwrap();
+    fs::create_dir_all(top.join("out")).unwrap();
+    fs::write(bottom.join("out/a"), "from bottom\n").unwrap();
+    fs::write(bottom.join("out/b"), "hidden\n").unwrap();
+    fs::write(top.join("out/b"), "from top\n").unwrap();
+    let mut spec = f.spec(
+        "cat /mnt/stage/a /mnt/stage/b; echo x > /mnt/stage/new 2>/dev/null || echo ro-denied; \
+         echo w > /mnt/rw/new && cat /mnt/rw/new",
+    );
+    spec.mounts = vec![
+        Mount::Layers {
+            lowers: vec![top.clone(), bottom.clone()],
+            source: "/out".into(),
+            target: "/mnt/stage".into(),
+            readonly: true,
+        },
+        Mount::Layers {
+            lowers: vec![top.clone(), bottom.clone()],
+            source: "out".into(),
+            target: "/mnt/rw".into(),
+            readonly: false,
+        },
+    ];
+    assert_eq!(ok(&spec), "from bottom\nfrom top\nro-denied\nw\n");
+    // Writes through the read-write mount went to a throwaway upper.
+    assert!(!top.join("out/new").exists());
+    assert!(!bottom.join("out/new").exists());
+    assert!(!f.upper.join("mnt/stage").exists());
+}
