@@ -1,4 +1,6 @@
 //! The builder's errors: each says which step, file, digest or command.
+//! Each message is complete on its own (the inner error is part of it), so
+//! none of them exposes a `source()` chain that would be printed twice.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -15,17 +17,17 @@ pub enum BuildError {
         expected: Digest,
         actual: Digest,
     },
-    #[error("{}: {source}", file.display())]
+    #[error("{}: {error}", file.display())]
     Dockerfile {
         file: PathBuf,
-        source: kiln_dockerfile::Error,
+        error: kiln_dockerfile::Error,
     },
-    #[error("{}:{line}: {instruction}: {source}", file.display())]
+    #[error("{}:{line}: {instruction}: {error}", file.display())]
     Step {
         file: PathBuf,
         line: usize,
         instruction: String,
-        source: Box<BuildError>,
+        error: Box<BuildError>,
     },
     #[error(
         "{}:{line}: RUN {command:?} failed ({status}){}",
@@ -41,22 +43,22 @@ pub enum BuildError {
     },
     #[error("invalid image reference {reference:?}: {message}")]
     BadReference { reference: String, message: String },
-    #[error("pulling {reference}: {source}")]
+    #[error("pulling {reference}: {error}")]
     Pull {
         reference: String,
-        source: kiln_client::Error,
+        error: kiln_client::Error,
     },
-    #[error("pushing {reference}: {source}")]
+    #[error("pushing {reference}: {error}")]
     Push {
         reference: String,
-        source: kiln_client::Error,
+        error: kiln_client::Error,
     },
     #[error("image {reference}: invalid config: {message}")]
     BadImageConfig { reference: String, message: String },
-    #[error("base image layer {digest}: {source}")]
+    #[error("base image layer {digest}: {error}")]
     BaseLayer {
         digest: Digest,
-        source: kiln_layer::LayerError,
+        error: kiln_layer::LayerError,
     },
     #[error("image {0} is not in the local store and --pull=never was given")]
     ImageNotLocal(String),

@@ -162,7 +162,7 @@ impl Executor {
             std::fs::read_to_string(&dockerfile_path).map_err(|e| io_err(&dockerfile_path, e))?;
         let dockerfile = Dockerfile::parse(&text).map_err(|e| BuildError::Dockerfile {
             file: dockerfile_path.clone(),
-            source: e,
+            error: e,
         })?;
         let ignore = read_dockerignore(&opts.context, &dockerfile_path)?;
         let mut credentials = Credentials::from_auth_files().unwrap_or_default();
@@ -209,7 +209,7 @@ impl Executor {
     fn df_err(&self, e: kiln_dockerfile::Error) -> BuildError {
         BuildError::Dockerfile {
             file: self.dockerfile_path.clone(),
-            source: e,
+            error: e,
         }
     }
 
@@ -1266,7 +1266,7 @@ fn read_dockerignore(context: &Path, dockerfile: &Path) -> Result<Vec<String>, B
         Ok(text) => {
             let ig = DockerIgnore::parse(&text).map_err(|e| BuildError::Dockerfile {
                 file: path.clone(),
-                source: e,
+                error: e,
             })?;
             Ok(ig.patterns())
         }
@@ -1296,7 +1296,7 @@ pub(crate) fn located(e: BuildError, file: &Path, ins: &Instruction) -> BuildErr
             file: file.to_path_buf(),
             line: ins.location.start_line,
             instruction: ins.original.trim().chars().take(200).collect(),
-            source: Box::new(other),
+            error: Box::new(other),
         },
     }
 }

@@ -134,7 +134,7 @@ pub fn unpack_blob(store: &Store, desc: &Descriptor, diff_id: &Digest) -> Result
     )
     .map_err(|e| BuildError::BaseLayer {
         digest: desc.digest.clone(),
-        source: e,
+        error: e,
     })?;
     store.commit_layer_dir(&dest, diff_id)?;
     Ok(())

@@ -72,7 +72,7 @@ pub async fn base_image(
         .await
         .map_err(|e| BuildError::Pull {
             reference: name.to_string(),
-            source: e,
+            error: e,
         })?;
     let img = fetch(client, store, &reference, &resolved, name, progress).await?;
     store.image_put(&key, &img)?;
@@ -128,7 +128,7 @@ async fn fetch(
                 .await
                 .map_err(|e| BuildError::Pull {
                     reference: name.to_string(),
-                    source: e,
+                    error: e,
                 })?;
             store.commit_blob_file(&tmp, &desc.digest)?;
         }

@@ -29,7 +29,7 @@ pub async fn push(
     let repo = Repo::from(&reference);
     let err = |e: kiln_client::Error| BuildError::Push {
         reference: target.to_string(),
-        source: e,
+        error: e,
     };
     for layer in &image.layers {
         if client

@@ -131,17 +131,22 @@ async fn registry(cmd: RegistryCommand) -> Result<()> {
     }
 }
 
-fn main() -> Result<()> {
+fn main() {
     // Helper processes (RUN sandboxes, file operations) must stay
     // single-threaded: dispatch them before the runtime starts.
     if let Some(code) = build_cmd::maybe_helper() {
         std::process::exit(code);
     }
-    tokio::runtime::Builder::new_multi_thread()
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("starting the async runtime")?
-        .block_on(async_main())
+        .context("starting the async runtime")
+        .and_then(|rt| rt.block_on(async_main()));
+    if let Err(e) = result {
+        // One line a user can act on (with its causes), never a backtrace.
+        eprintln!("Error: {e:#}");
+        std::process::exit(1);
+    }
 }
 
 async fn async_main() -> Result<()> {
