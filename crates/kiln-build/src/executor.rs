@@ -12,6 +12,7 @@ use kiln_dockerfile::{
     Command, CommandLine, DockerIgnore, Dockerfile, Healthcheck, Instruction, MountType, Source,
 };
 use kiln_oci::Digest;
+use kiln_sandbox::RootFs;
 use serde::{Deserialize, Serialize};
 
 use crate::cachekey::{KeyBuilder, base_key};
@@ -122,6 +123,31 @@ pub struct Executor {
     executed: usize,
     now: String,
     pub(crate) secrets_dir: Option<crate::store::Scratch>,
+    snapshotter: Snapshotter,
+    /// The copying snapshotter's last root, for the state key it belongs to.
+    materialized: Option<(Digest, crate::store::Scratch)>,
+}
+
+/// How a step gets a writable root on top of its parent's layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Snapshotter {
+    /// overlayfs: the step writes an upper directory, which is the layer.
+    Overlay,
+    /// A full copy of the root per step, diffed afterwards (no overlayfs).
+    Copy,
+}
+
+impl Snapshotter {
+    /// `KILN_BUILD_SNAPSHOTTER=overlay|copy` forces one; otherwise overlay
+    /// when the kernel mounts it in the store's directory.
+    pub fn detect(store: &Store) -> Snapshotter {
+        match std::env::var("KILN_BUILD_SNAPSHOTTER").as_deref() {
+            Ok("copy") => Snapshotter::Copy,
+            Ok("overlay") => Snapshotter::Overlay,
+            _ if kiln_sandbox::overlay_supported(&store.root().join("tmp")) => Snapshotter::Overlay,
+            _ => Snapshotter::Copy,
+        }
+    }
 }
 
 const BUILTIN_ARGS: [&str; 8] = [
@@ -150,6 +176,10 @@ const PROXY_ARGS: [&str; 8] = [
 impl Executor {
     pub fn new(opts: BuildOptions, progress: Progress) -> Result<Executor, BuildError> {
         let store = Store::open(&opts.root)?;
+        let snapshotter = Snapshotter::detect(&store);
+        if snapshotter == Snapshotter::Copy {
+            progress.line("overlayfs is not available: each step works on a copy of its root");
+        }
         let dockerfile_path = match &opts.dockerfile {
             Some(p) => p.clone(),
             None => {
@@ -203,6 +233,8 @@ impl Executor {
             executed: 0,
             now,
             secrets_dir: None,
+            snapshotter,
+            materialized: None,
         })
     }
 
@@ -566,6 +598,35 @@ impl Executor {
             return Ok(());
         }
         self.executed += 1;
+        let layer = match self.snapshotter {
+            Snapshotter::Overlay => self.execute_overlay(state, ins, work).await?,
+            Snapshotter::Copy => self.execute_copying(state, ins, &key, work).await?,
+        };
+        if let Some(info) = &layer {
+            self.progress.line(&format!(
+                "--> layer {} ({})",
+                pull::short(&info.digest),
+                human_size(info.size)
+            ));
+        }
+        self.store.cache_put(
+            &key,
+            &CachedStep {
+                diff_id: layer.as_ref().map(|l| l.diff_id.clone()),
+            },
+        )?;
+        self.apply_layer(state, ins, key, layer);
+        Ok(())
+    }
+
+    /// Runs a step on an overlay of the state's layers; its upper directory
+    /// becomes the layer.
+    async fn execute_overlay(
+        &mut self,
+        state: &State,
+        ins: &Instruction,
+        work: StepWork,
+    ) -> Result<Option<LayerInfo>, BuildError> {
         let scratch = self.store.scratch("step")?;
         let upper = scratch.path().join("upper");
         let work_dir = scratch.path().join("work");
@@ -577,16 +638,19 @@ impl Executor {
         if lowers.is_empty() {
             lowers.push(empty.clone());
         }
+        let rootfs = RootFs::Overlay {
+            lowers,
+            upper: upper.clone(),
+            work: work_dir,
+        };
         match work {
             StepWork::Run(req) => {
-                let stubs = run::run(self, &req, &lowers, &upper, &work_dir, ins).await?;
+                let stubs = run::run(self, &req, rootfs, ins).await?;
                 layers::drop_stubs(&upper, &stubs);
             }
             StepWork::File(ops) => {
                 let spec = FileOpSpec {
-                    lowers,
-                    upper: upper.clone(),
-                    work: work_dir.clone(),
+                    root: rootfs,
                     scratch: scratch.path().join("mnt"),
                     ops,
                 };
@@ -595,37 +659,111 @@ impl Executor {
                     .map_err(|e| located(e, &self.dockerfile_path, ins))?;
             }
         }
-        let layer = if layers::is_empty_dir(&upper)? {
-            None
-        } else {
-            let store = self.store.clone();
-            let (compression, format, epoch) = (
-                self.opts.compression,
-                self.opts.format,
-                self.opts.source_date_epoch,
-            );
-            let up = upper.clone();
-            let info = tokio::task::spawn_blocking(move || {
-                layers::commit_upper(&store, &up, compression, format, epoch)
-            })
-            .await
-            .map_err(|e| BuildError::Internal(e.to_string()))??;
-            self.progress.line(&format!(
-                "--> layer {} ({})",
-                pull::short(&info.digest),
-                human_size(info.size)
-            ));
-            Some(info)
-        };
-        self.store.cache_put(
-            &key,
-            &CachedStep {
-                diff_id: layer.as_ref().map(|l| l.diff_id.clone()),
-            },
-        )?;
-        self.apply_layer(state, ins, key, layer);
+        if layers::is_empty_dir(&upper)? {
+            return Ok(None);
+        }
+        let store = self.store.clone();
+        let (compression, format, epoch) = (
+            self.opts.compression,
+            self.opts.format,
+            self.opts.source_date_epoch,
+        );
+        let info = tokio::task::spawn_blocking(move || {
+            layers::commit_upper(&store, &upper, compression, format, epoch)
+        })
+        .await
+        .map_err(|e| BuildError::Internal(e.to_string()))??;
         drop(scratch);
-        Ok(())
+        Ok(Some(info))
+    }
+
+    /// The copying snapshotter (no overlayfs): the step runs on a full copy
+    /// of the state's root, and the layer is the difference of the two
+    /// trees. The copy is kept as the next step's starting root.
+    async fn execute_copying(
+        &mut self,
+        state: &State,
+        ins: &Instruction,
+        key: &Digest,
+        work: StepWork,
+    ) -> Result<Option<LayerInfo>, BuildError> {
+        let old = match self.materialized.take() {
+            Some((k, dir)) if k == state.key => dir,
+            _ => {
+                let dir = self.store.scratch("rootfs")?;
+                let lowers = state.lowers(&self.store);
+                let dest = dir.path().join("rootfs");
+                tokio::task::spawn_blocking(move || layers::materialize(&lowers, &dest))
+                    .await
+                    .map_err(|e| BuildError::Internal(e.to_string()))??;
+                dir
+            }
+        };
+        let old_root = old.path().join("rootfs");
+        let new = self.store.scratch("rootfs")?;
+        let new_root = new.path().join("rootfs");
+        layers::copy_rootfs(&old_root, &new_root)?;
+        match work {
+            StepWork::Run(req) => {
+                run::run(self, &req, RootFs::Dir(new_root.clone()), ins).await?;
+            }
+            StepWork::File(ops) => {
+                let step = self.store.scratch("step")?;
+                let mut converted = Vec::new();
+                for (i, op) in ops.into_iter().enumerate() {
+                    converted.push(match op {
+                        FileOp::Copy {
+                            source: SourceRoot::Layers { lowers },
+                            patterns,
+                            dest,
+                            workdir,
+                            chown,
+                            chmod,
+                            extract,
+                        } => {
+                            let path = step.path().join(format!("source{i}"));
+                            let p2 = path.clone();
+                            tokio::task::spawn_blocking(move || layers::materialize(&lowers, &p2))
+                                .await
+                                .map_err(|e| BuildError::Internal(e.to_string()))??;
+                            FileOp::Copy {
+                                source: SourceRoot::Dir { path },
+                                patterns,
+                                dest,
+                                workdir,
+                                chown,
+                                chmod,
+                                extract,
+                            }
+                        }
+                        other => other,
+                    });
+                }
+                let spec = FileOpSpec {
+                    root: RootFs::Dir(new_root.clone()),
+                    scratch: step.path().join("mnt"),
+                    ops: converted,
+                };
+                fileop::run(&self.opts.helper, &spec)
+                    .await
+                    .map_err(|e| located(e, &self.dockerfile_path, ins))?;
+            }
+        }
+        let store = self.store.clone();
+        let (compression, format, epoch) = (
+            self.opts.compression,
+            self.opts.format,
+            self.opts.source_date_epoch,
+        );
+        let (o, n) = (old_root.clone(), new_root.clone());
+        let layer = tokio::task::spawn_blocking(move || {
+            layers::commit_tree_diff(&store, &o, &n, compression, format, epoch)
+        })
+        .await
+        .map_err(|e| BuildError::Internal(e.to_string()))??;
+        drop(old);
+        self.materialized = Some((key.clone(), new));
+        Ok(layer)
     }
 
     /// The cached layer in this build's compression, recompressed from the

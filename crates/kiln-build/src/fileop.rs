@@ -27,6 +27,9 @@ pub enum SourceRoot {
     /// A plain directory holding downloaded or generated files (ADD URL,
     /// heredoc sources), treated like a build context.
     Files { path: PathBuf },
+    /// A stage's or image's root materialised as a directory (the copying
+    /// snapshotter); owners are kept as in `Layers`.
+    Dir { path: PathBuf },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,10 +53,9 @@ pub enum FileOp {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FileOpSpec {
-    /// The step's root: lower layers (topmost first), upper and work dirs.
-    pub lowers: Vec<PathBuf>,
-    pub upper: PathBuf,
-    pub work: PathBuf,
+    /// The step's root: an overlay (lower layers topmost first, upper and
+    /// work dirs), or a full directory with the copying snapshotter.
+    pub root: RootFs,
     /// A directory for mount points and read-only overlays' scratch.
     pub scratch: PathBuf,
     /// Done in order on the same root.
@@ -128,15 +130,15 @@ pub fn helper_main() -> i32 {
 
 fn execute(spec: &FileOpSpec) -> Result<(u64, u64), String> {
     kiln_sandbox::enter_private_mount_namespace().map_err(|e| e.to_string())?;
-    let merged = spec.scratch.join("merged");
-    mkdir(&merged)?;
-    let rootfs = RootFs::Overlay {
-        lowers: spec.lowers.clone(),
-        upper: spec.upper.clone(),
-        work: spec.work.clone(),
+    let dest = match &spec.root {
+        RootFs::Dir(dir) => Root::open_image(dir).map_err(|e| e.to_string())?,
+        overlay => {
+            let merged = spec.scratch.join("merged");
+            mkdir(&merged)?;
+            kiln_sandbox::mount_rootfs(overlay, &merged).map_err(|e| e.to_string())?;
+            Root::open_image(&merged).map_err(|e| e.to_string())?
+        }
     };
-    kiln_sandbox::mount_rootfs(&rootfs, &merged).map_err(|e| e.to_string())?;
-    let dest = Root::open_image(&merged).map_err(|e| e.to_string())?;
     let (mut files, mut bytes) = (0, 0);
     for (i, op) in spec.ops.iter().enumerate() {
         let (f, b) = execute_one(spec, &dest, op, i)?;
@@ -207,6 +209,7 @@ fn open_source(spec: &FileOpSpec, source: &SourceRoot, index: usize) -> Result<R
             Ok(root.with_ignore(Arc::new(IgnoreAdapter(matcher))))
         }
         SourceRoot::Files { path } => Root::open_context(path).map_err(|e| e.to_string()),
+        SourceRoot::Dir { path } => Root::open_image(path).map_err(|e| e.to_string()),
         SourceRoot::Layers { lowers } => {
             let mnt = spec.scratch.join(format!("source{index}"));
             mkdir(&mnt)?;

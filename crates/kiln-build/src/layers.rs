@@ -157,3 +157,97 @@ fn unique() -> u64 {
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
 }
+
+/// Builds a full root filesystem in `dest` from layer directories (topmost
+/// first, as overlay takes them): the copying snapshotter's view of a stack.
+/// Each layer is streamed as its tar straight into an apply-mode unpack, so
+/// whiteouts delete and opaque directories clear exactly as in an image.
+pub fn materialize(lowers: &[std::path::PathBuf], dest: &Path) -> Result<(), BuildError> {
+    std::fs::create_dir_all(dest).map_err(|e| io_err(dest, e))?;
+    for layer in lowers.iter().rev() {
+        let (reader, writer) = std::io::pipe().map_err(|e| io_err(layer, e))?;
+        let dir = layer.clone();
+        let producer = std::thread::spawn(move || {
+            let w = std::io::BufWriter::with_capacity(1 << 20, writer);
+            kiln_layer::write_layer(&dir, &TarOptions::default(), w)
+        });
+        let applied = kiln_layer::unpack_layer(
+            BufReader::with_capacity(1 << 20, reader),
+            None,
+            dest,
+            UnpackMode::Apply,
+        );
+        let produced = producer
+            .join()
+            .map_err(|_| BuildError::Internal("layer writer thread panicked".into()))?;
+        produced?;
+        applied?;
+    }
+    Ok(())
+}
+
+/// The copying snapshotter's commit: the changes from `old` to `new` become
+/// a blob, and the blob is unpacked into the layer's directory so the store
+/// looks the same as with overlay. `None` when nothing changed.
+pub fn commit_tree_diff(
+    store: &Store,
+    old: &Path,
+    new: &Path,
+    compression: Compression,
+    format: Format,
+    source_date_epoch: Option<i64>,
+) -> Result<Option<LayerInfo>, BuildError> {
+    let changes = kiln_layer::tree_changes(old, new)?;
+    if changes.is_empty() {
+        return Ok(None);
+    }
+    let staging =
+        store
+            .root()
+            .join("tmp")
+            .join(format!("blob-{}-{}", std::process::id(), unique()));
+    let opts = TarOptions { source_date_epoch };
+    let (blob, _) = kiln_layer::compress_to_file(
+        &staging,
+        layer_compression(compression),
+        layer_format(format),
+        |w| kiln_layer::write_changes(&changes, &opts, w),
+    )?;
+    store.commit_blob_file(&staging, &blob.digest)?;
+    let info = LayerInfo {
+        digest: blob.digest,
+        diff_id: blob.diff_id,
+        size: blob.size,
+        media_type: blob.media_type.to_string(),
+    };
+    store.put_layer_info(&info)?;
+    let desc = Descriptor {
+        media_type: info.media_type.clone(),
+        digest: info.digest.clone(),
+        size: i64::try_from(info.size).unwrap_or(i64::MAX),
+        urls: None,
+        annotations: None,
+        artifact_type: None,
+        platform: None,
+    };
+    unpack_blob(store, &desc, &info.diff_id)?;
+    Ok(Some(info))
+}
+
+/// A copy of a root filesystem, reflinked where the filesystem can.
+pub fn copy_rootfs(src: &Path, dest: &Path) -> Result<(), BuildError> {
+    let status = std::process::Command::new("cp")
+        .args(["-a", "--reflink=auto"])
+        .arg(src)
+        .arg(dest)
+        .status()
+        .map_err(|e| io_err(src, e))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(BuildError::Internal(format!(
+            "copying the root filesystem {} failed ({status})",
+            src.display()
+        )))
+    }
+}

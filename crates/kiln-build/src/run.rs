@@ -61,20 +61,12 @@ pub struct RunRequest {
 pub async fn run(
     ex: &Executor,
     req: &RunRequest,
-    lowers: &[PathBuf],
-    upper: &Path,
-    work: &Path,
+    rootfs: RootFs,
     ins: &Instruction,
 ) -> Result<Vec<PathBuf>, BuildError> {
     let scratch = ex.store.scratch("mounts")?;
-    let mut spec = SandboxSpec::new(
-        RootFs::Overlay {
-            lowers: lowers.to_vec(),
-            upper: upper.to_path_buf(),
-            work: work.to_path_buf(),
-        },
-        req.args.clone(),
-    );
+    let copying = matches!(rootfs, RootFs::Dir(_));
+    let mut spec = SandboxSpec::new(rootfs, req.args.clone());
     spec.env = req.env.clone();
     spec.cwd = req.cwd.clone();
     spec.user = req.user.clone();
@@ -92,6 +84,23 @@ pub async fn run(
     }
     for (i, m) in req.mounts.iter().enumerate() {
         match m {
+            MountReq::Bind {
+                lowers: Some(layers),
+                source,
+                target,
+                readonly,
+            } if copying => {
+                // Without overlay the stage's root is materialised; a
+                // read-write mount gets a private copy anyway.
+                let root = scratch.path().join(format!("stage{i}"));
+                crate::layers::materialize(layers, &root)?;
+                let src = safe_join(&root, source)?;
+                spec.mounts.push(Mount::Bind {
+                    source: src,
+                    target: target.clone(),
+                    readonly: *readonly,
+                });
+            }
             MountReq::Bind {
                 lowers: Some(layers),
                 source,

@@ -28,7 +28,71 @@ use crate::scan::{Scanned, scan_plain, sorted_names};
 pub fn tree_changes(old: &Path, new: &Path) -> Result<Vec<Change>> {
     let mut out = Vec::new();
     diff_dir(old, new, &[], &mut out)?;
+    add_hardlink_siblings(new, &mut out)?;
     Ok(out)
+}
+
+/// A new hard link to a file the old tree already had (`ln /lower/f /g`)
+/// shows up as one added path; overlay would have copied the file up and
+/// put both names in the layer. Do the same: every other name of a changed
+/// multiply-linked file joins the change list, so the tar links them.
+fn add_hardlink_siblings(new: &Path, out: &mut Vec<Change>) -> Result<()> {
+    use std::collections::{BTreeSet, HashSet};
+    let mut wanted = HashSet::new();
+    let mut present = BTreeSet::new();
+    for c in out.iter() {
+        present.insert(c.path().to_vec());
+        if let Change::Node { meta, .. } = c
+            && matches!(meta.kind, NodeKind::Regular { .. })
+            && meta.nlink > 1
+        {
+            wanted.insert((meta.dev, meta.ino));
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let mut found = Vec::new();
+    find_links(new, &[], &wanted, &present, &mut found)?;
+    if found.is_empty() {
+        return Ok(());
+    }
+    out.extend(found);
+    // Tar order: depth first, names in byte order within a directory.
+    out.sort_by(|a, b| {
+        a.path()
+            .split(|&c| c == b'/')
+            .cmp(b.path().split(|&c| c == b'/'))
+    });
+    Ok(())
+}
+
+fn find_links(
+    dir: &Path,
+    rel: &[u8],
+    wanted: &std::collections::HashSet<(u64, u64)>,
+    present: &std::collections::BTreeSet<Vec<u8>>,
+    found: &mut Vec<Change>,
+) -> Result<()> {
+    for name in sorted_names(dir)? {
+        let path = join(rel, &name);
+        let full = dir.join(OsStr::from_bytes(&name));
+        let Scanned::Node { meta, .. } = scan_plain(&full)? else {
+            continue;
+        };
+        match meta.kind {
+            NodeKind::Dir => find_links(&full, &path, wanted, present, found)?,
+            NodeKind::Regular { .. }
+                if meta.nlink > 1
+                    && wanted.contains(&(meta.dev, meta.ino))
+                    && !present.contains(&path) =>
+            {
+                found.push(node(path, meta, &full));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn diff_dir(old: &Path, new: &Path, rel: &[u8], out: &mut Vec<Change>) -> Result<()> {

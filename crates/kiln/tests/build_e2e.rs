@@ -417,6 +417,31 @@ fn kiln_fedora_like_dnf_install() -> Result<()> {
 
 // ---------------------------- harness self-checks: buildah against buildah --
 
+/// The copying snapshotter (no overlayfs) must give the same images.
+/// nextest runs every test in its own process, so the variable stays here.
+fn with_copy_snapshotter() {
+    // SAFETY: set before this test process starts any thread of its own.
+    unsafe { std::env::set_var("KILN_BUILD_SNAPSHOTTER", "copy") };
+}
+
+#[test]
+fn kiln_copy_snapshotter_runheavy() -> Result<()> {
+    with_copy_snapshotter();
+    run_case("runheavy", Builder::kiln())
+}
+
+#[test]
+fn kiln_copy_snapshotter_mounts() -> Result<()> {
+    with_copy_snapshotter();
+    run_case("mounts", Builder::kiln())
+}
+
+#[test]
+fn kiln_copy_snapshotter_multistage() -> Result<()> {
+    with_copy_snapshotter();
+    run_case("multistage", Builder::kiln())
+}
+
 #[test]
 #[ignore = "harness self-check (buildah against buildah); run with --run-ignored"]
 fn selfcheck_multistage() -> Result<()> {
