@@ -5,25 +5,27 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use kiln_client::{Client, ClientOptions, Credentials, Platform};
-use kiln_dockerfile::{
-    Command, CommandLine, DockerIgnore, Dockerfile, Healthcheck, Instruction, MountType, Source,
-};
+use kiln_dockerfile::{Command, CommandLine, DockerIgnore, Dockerfile, Instruction, Source};
 use kiln_oci::Digest;
 use kiln_sandbox::RootFs;
 use serde::{Deserialize, Serialize};
 
-use crate::cachekey::{KeyBuilder, base_key};
+use crate::cachekey::base_key;
 use crate::error::{BuildError, io_err};
-use crate::fileop::{self, FileOp, FileOpSpec, IgnoreAdapter, SourceRoot};
+use crate::fileop::{self, FileOp, FileOpSpec, SourceRoot};
 use crate::image::{Empty, Format, History, ImageConfig, rfc3339};
 use crate::layers;
-use crate::options::{BuildOptions, Compression, Network, SecretFrom};
+use crate::options::BuildOptions;
+use crate::prepare::CopyExtra;
 use crate::progress::Progress;
 use crate::pull::{self, BaseImage, human_size};
 use crate::run::{self, RunRequest};
+use crate::semantics::{
+    builtin_arg, created_by, healthcheck, media_for_format, resolve_workdir, scratch_config,
+    shell_of,
+};
 use crate::store::{LayerInfo, Store};
 
 /// Where a stage stands after an instruction.
@@ -39,6 +41,8 @@ pub(crate) struct State {
     pub origin: Option<(String, String)>,
     /// WORKDIR was set and not yet created by a filesystem step.
     pub pending_workdir: bool,
+    /// CMD was given in this stage (ENTRYPOINT then keeps it).
+    pub cmd_set: bool,
 }
 
 impl State {
@@ -60,7 +64,7 @@ impl State {
     }
 
     /// Variables for expanding an instruction: ENV wins over ARG.
-    fn lookup(&self, name: &str) -> Option<String> {
+    pub(crate) fn lookup(&self, name: &str) -> Option<String> {
         self.config
             .env_get(name)
             .map(str::to_string)
@@ -69,7 +73,7 @@ impl State {
 
     /// The environment a RUN sees: the image's, plus build args not
     /// shadowed by ENV.
-    fn run_env(&self) -> Vec<String> {
+    pub(crate) fn run_env(&self) -> Vec<String> {
         let mut env: Vec<String> = self.config.env().to_vec();
         for (name, value) in &self.args {
             if let Some(v) = value
@@ -101,7 +105,7 @@ pub struct BuildResult {
 
 /// What the cache remembers of a filesystem step.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct CachedStep {
+pub(crate) struct CachedStep {
     diff_id: Option<Digest>,
 }
 
@@ -110,22 +114,22 @@ pub struct Executor {
     pub(crate) store: Store,
     pub(crate) client: Client,
     pub(crate) progress: Progress,
-    platform: Platform,
-    dockerfile: Dockerfile,
-    dockerfile_path: PathBuf,
-    ignore: Vec<String>,
-    digest_cache: kiln_fileops::FileDigestCache,
-    stage_results: BTreeMap<usize, State>,
-    build_args_used: std::collections::BTreeSet<String>,
-    steps_total: usize,
-    step: usize,
-    cache_hits: usize,
-    executed: usize,
-    now: String,
+    pub(crate) platform: Platform,
+    pub(crate) dockerfile: Dockerfile,
+    pub(crate) dockerfile_path: PathBuf,
+    pub(crate) ignore: Vec<String>,
+    pub(crate) digest_cache: kiln_fileops::FileDigestCache,
+    pub(crate) stage_results: BTreeMap<usize, State>,
+    pub(crate) build_args_used: std::collections::BTreeSet<String>,
+    pub(crate) steps_total: usize,
+    pub(crate) step: usize,
+    pub(crate) cache_hits: usize,
+    pub(crate) executed: usize,
+    pub(crate) now: String,
     pub(crate) secrets_dir: Option<crate::store::Scratch>,
-    snapshotter: Snapshotter,
+    pub(crate) snapshotter: Snapshotter,
     /// The copying snapshotter's last root, for the state key it belongs to.
-    materialized: Option<(Digest, crate::store::Scratch)>,
+    pub(crate) materialized: Option<(Digest, crate::store::Scratch)>,
 }
 
 /// How a step gets a writable root on top of its parent's layers.
@@ -238,7 +242,7 @@ impl Executor {
         })
     }
 
-    fn df_err(&self, e: kiln_dockerfile::Error) -> BuildError {
+    pub(crate) fn df_err(&self, e: kiln_dockerfile::Error) -> BuildError {
         BuildError::Dockerfile {
             file: self.dockerfile_path.clone(),
             error: e,
@@ -330,9 +334,13 @@ impl Executor {
                 args: Vec::new(),
                 origin: None,
                 pending_workdir: false,
+                cmd_set: false,
             },
             Source::Image(name) => {
-                let img = self.base_image(&name).await?;
+                let img = self
+                    .base_image(&name)
+                    .await
+                    .map_err(|e| located(e, &self.dockerfile_path, &stage.from_instruction))?;
                 let config = img.config(&self.store)?;
                 State {
                     config,
@@ -341,6 +349,7 @@ impl Executor {
                     args: Vec::new(),
                     origin: Some((img.registry.clone(), img.repository.clone())),
                     pending_workdir: false,
+                    cmd_set: false,
                 }
             }
         };
@@ -355,6 +364,7 @@ impl Executor {
         }
         // A stage starts with no ARGs of its own, only meta ARGs it re-declares.
         state.args.clear();
+        state.cmd_set = false;
         // Inherited ONBUILD triggers run first, then are cleared.
         if let Some(triggers) = state.config.config.on_build.take() {
             for text in triggers {
@@ -382,7 +392,7 @@ impl Executor {
         Ok(state)
     }
 
-    async fn base_image(&self, name: &str) -> Result<BaseImage, BuildError> {
+    pub(crate) async fn base_image(&self, name: &str) -> Result<BaseImage, BuildError> {
         pull::base_image(
             &self.client,
             &self.store,
@@ -394,7 +404,7 @@ impl Executor {
         .await
     }
 
-    fn history(&self, state: &mut State, ins: &Instruction, empty: bool) {
+    pub(crate) fn history(&self, state: &mut State, ins: &Instruction, empty: bool) {
         state.config.history.push(History {
             created: Some(self.now.clone()),
             created_by: Some(created_by(ins)),
@@ -463,12 +473,14 @@ impl Executor {
             }
             Command::Cmd(c) => {
                 state.config.config.cmd = Some(self.command_args(state, c));
+                state.cmd_set = true;
                 self.history(state, &ins, true);
             }
             Command::Entrypoint(c) => {
                 state.config.config.entrypoint = Some(self.command_args(state, c));
-                // Docker: ENTRYPOINT resets a CMD inherited from the base.
-                if !self.stage_sets_cmd_before(state) {
+                // Docker: ENTRYPOINT drops a CMD inherited from the base
+                // image; a CMD given earlier in this stage stays.
+                if !state.cmd_set {
                     state.config.config.cmd = None;
                 }
                 self.history(state, &ins, true);
@@ -564,15 +576,11 @@ impl Executor {
         Ok(())
     }
 
-    fn stage_sets_cmd_before(&self, _state: &State) -> bool {
-        false
-    }
-
     fn command_args(&self, state: &State, c: &CommandLine) -> Vec<String> {
         match c {
             CommandLine::Exec(v) => v.clone(),
             CommandLine::Shell(s) => {
-                let mut v = shell_of(state);
+                let mut v = shell_of(&state.config);
                 v.push(s.clone());
                 v
             }
@@ -581,7 +589,7 @@ impl Executor {
 
     /// A step that changes the filesystem: answered from the cache when its
     /// key is known and its layer is still stored, executed otherwise.
-    async fn fs_step(
+    pub(crate) async fn fs_step(
         &mut self,
         state: &mut State,
         ins: &Instruction,
@@ -815,374 +823,6 @@ impl Executor {
         self.history(state, ins, empty);
     }
 
-    async fn prepare_run(
-        &mut self,
-        state: &State,
-        ins: &Instruction,
-    ) -> Result<(Digest, RunRequest), BuildError> {
-        let Command::Run(r) = &ins.command else {
-            return Err(BuildError::Internal("not a RUN".into()));
-        };
-        let args = run_args(state, &r.command, &r.heredocs);
-        let env = state.run_env();
-        let network = match r.network {
-            kiln_dockerfile::NetworkMode::None => Network::None,
-            kiln_dockerfile::NetworkMode::Host => Network::Host,
-            kiln_dockerfile::NetworkMode::Default => self.opts.network,
-        };
-        let mut k = KeyBuilder::new("run");
-        k.field("parent", state.key.to_string())
-            .field("args", serde_json::to_vec(&args).unwrap_or_default())
-            .field("env", env.join("\0"))
-            .field("user", &state.config.config.user)
-            .field("workdir", &state.config.config.working_dir)
-            .field("network", format!("{network:?}"))
-            .field("security", format!("{:?}", r.security));
-        let mut mounts = Vec::new();
-        for m in &r.mounts {
-            let target = m.target.clone().unwrap_or_default();
-            k.field("mount", format!("{m:?}"));
-            match m.kind {
-                MountType::Bind => {
-                    let (lowers, from_key) = self.mount_source(m.from.as_deref()).await?;
-                    let source = m.source.clone().unwrap_or_else(|| "/".to_string());
-                    if let Some(from_key) = from_key {
-                        k.field("bind-from", from_key.to_string());
-                    } else {
-                        let digest = self.context_digest(std::slice::from_ref(&source)).await?;
-                        k.field("bind-context", digest);
-                    }
-                    mounts.push(run::MountReq::Bind {
-                        lowers,
-                        source,
-                        target,
-                        readonly: m.readonly,
-                    });
-                }
-                MountType::Cache => {
-                    let id = m.id.clone().unwrap_or_else(|| target.clone());
-                    mounts.push(run::MountReq::Cache {
-                        dir: self.store.cache_mount_dir(&id)?,
-                        target,
-                        uid: m.uid,
-                        gid: m.gid,
-                        mode: m.mode,
-                    });
-                }
-                MountType::Tmpfs => mounts.push(run::MountReq::Tmpfs {
-                    target,
-                    size: m.size,
-                }),
-                MountType::Secret => {
-                    let id =
-                        m.id.clone()
-                            .or_else(|| {
-                                m.target
-                                    .as_deref()
-                                    .and_then(|t| t.rsplit('/').next())
-                                    .map(str::to_string)
-                            })
-                            .unwrap_or_default();
-                    let file = self.secret_file(&id)?;
-                    match file {
-                        Some(path) => {
-                            let target = if target.is_empty() && m.env.is_none() {
-                                format!("/run/secrets/{id}")
-                            } else {
-                                target
-                            };
-                            mounts.push(run::MountReq::Secret {
-                                file: path,
-                                target,
-                                env: m.env.clone(),
-                                uid: m.uid,
-                                gid: m.gid,
-                                mode: m.mode,
-                            })
-                        }
-                        None if m.required => {
-                            return Err(located(
-                                BuildError::MissingSecret(id),
-                                &self.dockerfile_path,
-                                ins,
-                            ));
-                        }
-                        None => {}
-                    }
-                }
-                MountType::Ssh => {
-                    return Err(located(
-                        BuildError::Unsupported("RUN --mount=type=ssh".into()),
-                        &self.dockerfile_path,
-                        ins,
-                    ));
-                }
-            }
-        }
-        let req = RunRequest {
-            args,
-            env,
-            cwd: if state.config.config.working_dir.is_empty() {
-                "/".to_string()
-            } else {
-                state.config.config.working_dir.clone()
-            },
-            user: state.config.config.user.clone(),
-            network,
-            insecure: r.security == kiln_dockerfile::Security::Insecure,
-            mounts,
-        };
-        Ok((k.finish(), req))
-    }
-
-    /// Layers and cache key of a `from=` stage or image; `None` key means
-    /// the build context.
-    async fn mount_source(
-        &self,
-        from: Option<&str>,
-    ) -> Result<(Option<Vec<PathBuf>>, Option<Digest>), BuildError> {
-        let Some(from) = from else {
-            return Ok((None, None));
-        };
-        match self
-            .dockerfile
-            .resolve_from(from)
-            .map_err(|e| self.df_err(e))?
-        {
-            Source::Stage(i) => {
-                let st = self
-                    .stage_results
-                    .get(&i)
-                    .ok_or_else(|| BuildError::Internal(format!("stage {from} was not built")))?;
-                Ok((Some(st.lowers(&self.store)), Some(st.key.clone())))
-            }
-            Source::Image(name) if name.eq_ignore_ascii_case("scratch") => {
-                Ok((Some(Vec::new()), Some(base_key("scratch", ""))))
-            }
-            Source::Image(name) => {
-                let img = self.base_image(&name).await?;
-                let lowers = img
-                    .layers
-                    .iter()
-                    .rev()
-                    .map(|l| self.store.layer_dir(&l.diff_id))
-                    .collect();
-                Ok((
-                    Some(lowers),
-                    Some(base_key(&img.manifest_digest.to_string(), "")),
-                ))
-            }
-        }
-    }
-
-    fn secret_file(&mut self, id: &str) -> Result<Option<PathBuf>, BuildError> {
-        let Some(secret) = self.opts.secrets.iter().find(|s| s.id == id).cloned() else {
-            return Ok(None);
-        };
-        match secret.source {
-            SecretFrom::File(p) => {
-                let abs = std::fs::canonicalize(&p).map_err(|e| io_err(&p, e))?;
-                Ok(Some(abs))
-            }
-            SecretFrom::Env(var) => {
-                let Ok(value) = std::env::var(&var) else {
-                    return Ok(None);
-                };
-                if self.secrets_dir.is_none() {
-                    self.secrets_dir = Some(self.store.scratch("secrets")?);
-                }
-                let dir = self
-                    .secrets_dir
-                    .as_ref()
-                    .map(|s| s.path().to_path_buf())
-                    .unwrap_or_default();
-                let path = dir.join(Digest::sha256_of(id.as_bytes()).hex());
-                write_private(&path, value.as_bytes())?;
-                Ok(Some(path))
-            }
-        }
-    }
-
-    async fn context_digest(&mut self, patterns: &[String]) -> Result<String, BuildError> {
-        let context = self.opts.context.clone();
-        let ignore = self.ignore.clone();
-        let mut cache = std::mem::take(&mut self.digest_cache);
-        let (result, cache) = tokio::task::spawn_blocking({
-            let patterns = patterns.to_vec();
-            move || {
-                let r = (|| {
-                    let mut root = kiln_fileops::Root::open_context(&context)?;
-                    if !ignore.is_empty()
-                        && let Ok(m) = DockerIgnore::from_patterns(&ignore)
-                    {
-                        root = root.with_ignore(Arc::new(IgnoreAdapter(m)));
-                    }
-                    let matches = kiln_fileops::resolve_sources(&root, &patterns)?;
-                    kiln_fileops::content_digest(&root, &matches, &mut cache)
-                })();
-                (r, cache)
-            }
-        })
-        .await
-        .map_err(|e| BuildError::Internal(e.to_string()))?;
-        self.digest_cache = cache;
-        Ok(result.map_err(BuildError::Context)?.digest)
-    }
-
-    async fn copy_step(
-        &mut self,
-        state: &mut State,
-        ins: &Instruction,
-        sources: &kiln_dockerfile::Sources,
-        extra: CopyExtra,
-    ) -> Result<(), BuildError> {
-        let workdir = if state.config.config.working_dir.is_empty() {
-            "/".to_string()
-        } else {
-            state.config.config.working_dir.clone()
-        };
-        let mut k = KeyBuilder::new(if extra.extract { "add" } else { "copy" });
-        k.field("parent", state.key.to_string())
-            .field("dest", &sources.dest)
-            .field("workdir", &workdir)
-            .field("chown", extra.chown.clone().unwrap_or_default())
-            .field("chmod", extra.chmod.clone().unwrap_or_default())
-            .field("patterns", sources.paths.join("\0"))
-            .field("excludes", extra.excludes.join("\0"));
-        if !extra.excludes.is_empty() {
-            return Err(located(
-                BuildError::Unsupported("COPY/ADD --exclude".into()),
-                &self.dockerfile_path,
-                ins,
-            ));
-        }
-        let _ = extra.link; // --link layers are independent; kiln's are already content-addressed.
-        let mut ops = Vec::new();
-        // Heredoc sources and downloads are staged as files of their own.
-        let staged = if !sources.inline.is_empty() || sources.paths.iter().any(|p| is_url(p)) {
-            Some(self.store.scratch("files")?)
-        } else {
-            None
-        };
-        let mut local_patterns = Vec::new();
-        let mut staged_names = Vec::new();
-        for p in &sources.paths {
-            if is_url(p) {
-                if extra.from.is_some() || !extra.extract {
-                    return Err(located(
-                        BuildError::Unsupported(format!("COPY from a URL ({p}); use ADD")),
-                        &self.dockerfile_path,
-                        ins,
-                    ));
-                }
-                let dir = staged
-                    .as_ref()
-                    .map(|s| s.path().to_path_buf())
-                    .unwrap_or_default();
-                let name = crate::download::fetch(self, p, &dir, extra.checksum.as_deref())
-                    .await
-                    .map_err(|e| located(e, &self.dockerfile_path, ins))?;
-                k.field("url", p);
-                staged_names.push(format!("/{name}"));
-            } else {
-                local_patterns.push(p.clone());
-            }
-        }
-        for inline in &sources.inline {
-            let dir = staged
-                .as_ref()
-                .map(|s| s.path().to_path_buf())
-                .unwrap_or_default();
-            let name = inline.path.trim_start_matches('/').to_string();
-            let file = dir.join(&name);
-            std::fs::write(&file, inline.data.as_bytes()).map_err(|e| io_err(&file, e))?;
-            k.field("inline", format!("{name}\0{}", inline.data));
-            staged_names.push(format!("/{name}"));
-        }
-        if let Some(dir) = &staged {
-            let digest_files = {
-                let dir = dir.path().to_path_buf();
-                let names = staged_names.clone();
-                tokio::task::spawn_blocking(move || -> Result<String, kiln_fileops::Error> {
-                    let root = kiln_fileops::Root::open_context(&dir)?;
-                    let m = kiln_fileops::resolve_sources(&root, &names)?;
-                    let mut c = kiln_fileops::FileDigestCache::new();
-                    Ok(kiln_fileops::content_digest(&root, &m, &mut c)?.digest)
-                })
-                .await
-                .map_err(|e| BuildError::Internal(e.to_string()))?
-                .map_err(BuildError::Context)?
-            };
-            k.field("staged", digest_files);
-        }
-        if !local_patterns.is_empty() {
-            let source = match &extra.from {
-                Some(from) => {
-                    let (lowers, from_key) = self.mount_source(Some(from)).await?;
-                    k.field("from", from_key.map(|d| d.to_string()).unwrap_or_default());
-                    SourceRoot::Layers {
-                        lowers: lowers.unwrap_or_default(),
-                    }
-                }
-                None => {
-                    let digest = self
-                        .context_digest(&local_patterns)
-                        .await
-                        .map_err(|e| located(e, &self.dockerfile_path, ins))?;
-                    k.field("context", digest);
-                    SourceRoot::Context {
-                        path: std::fs::canonicalize(&self.opts.context)
-                            .map_err(|e| io_err(&self.opts.context, e))?,
-                        ignore: self.ignore.clone(),
-                    }
-                }
-            };
-            ops.push((source, local_patterns));
-        }
-        if let Some(dir) = &staged {
-            ops.push((
-                SourceRoot::Files {
-                    path: dir.path().to_path_buf(),
-                },
-                staged_names,
-            ));
-        }
-        k.field("pending-workdir", state.pending_workdir.to_string());
-        let key = k.finish();
-        // Several source roots (context files plus heredocs or downloads)
-        // are several copies into one layer; the destination must then be
-        // a directory, as Docker requires for several sources.
-        let multi = ops.len() > 1;
-        let mut file_ops: Vec<FileOp> = ops
-            .into_iter()
-            .map(|(source, patterns)| FileOp::Copy {
-                source,
-                patterns,
-                dest: if multi && !sources.dest.ends_with('/') {
-                    format!("{}/", sources.dest)
-                } else {
-                    sources.dest.clone()
-                },
-                workdir: workdir.clone(),
-                chown: extra.chown.clone(),
-                chmod: extra.chmod.clone(),
-                extract: extra.extract,
-            })
-            .collect();
-        if state.pending_workdir {
-            file_ops.push(FileOp::Mkdir {
-                path: workdir.clone(),
-                user: String::new(),
-            });
-        }
-        let result = self
-            .fs_step(state, ins, key, StepWork::File(file_ops))
-            .await;
-        state.pending_workdir = false;
-        drop(staged);
-        result
-    }
-
     async fn finish_image(self, mut state: State) -> Result<BuildResult, BuildError> {
         for (k, v) in &self.opts.labels {
             state.config.label_set(k, v);
@@ -1247,149 +887,9 @@ impl Executor {
     }
 }
 
-enum StepWork {
+pub(crate) enum StepWork {
     Run(Box<RunRequest>),
     File(Vec<FileOp>),
-}
-
-struct CopyExtra {
-    from: Option<String>,
-    chown: Option<String>,
-    chmod: Option<String>,
-    extract: bool,
-    checksum: Option<String>,
-    link: bool,
-    excludes: Vec<String>,
-}
-
-fn is_url(p: &str) -> bool {
-    p.starts_with("http://") || p.starts_with("https://")
-}
-
-fn scratch_config(platform: &Platform) -> ImageConfig {
-    let mut c = ImageConfig {
-        architecture: platform.architecture.clone(),
-        os: platform.os.clone(),
-        variant: platform.variant.clone(),
-        ..ImageConfig::default()
-    };
-    // BuildKit gives scratch images the default PATH.
-    c.env_set("PATH", kiln_sandbox::DEFAULT_PATH);
-    c
-}
-
-fn shell_of(state: &State) -> Vec<String> {
-    state
-        .config
-        .config
-        .shell
-        .clone()
-        .unwrap_or_else(|| vec!["/bin/sh".to_string(), "-c".to_string()])
-}
-
-/// argv of a RUN: exec form as is; shell form through SHELL, with heredoc
-/// bodies appended so the shell reads them itself. `RUN <<EOF` alone runs
-/// the body as the script.
-fn run_args(
-    state: &State,
-    command: &CommandLine,
-    heredocs: &[kiln_dockerfile::Heredoc],
-) -> Vec<String> {
-    match command {
-        CommandLine::Exec(v) => v.clone(),
-        CommandLine::Shell(text) => {
-            let mut v = shell_of(state);
-            if heredocs.len() == 1 && is_bare_heredoc(text) {
-                v.push(heredocs[0].body());
-                return v;
-            }
-            let mut script = text.clone();
-            for h in heredocs {
-                script.push('\n');
-                script.push_str(&h.content);
-                script.push_str(&h.name);
-            }
-            v.push(script);
-            v
-        }
-    }
-}
-
-fn is_bare_heredoc(text: &str) -> bool {
-    let t = text.trim();
-    t.starts_with("<<") && !t.contains(char::is_whitespace)
-}
-
-fn resolve_workdir(current: &str, dir: &str) -> String {
-    let joined = if dir.starts_with('/') {
-        dir.to_string()
-    } else {
-        format!("{}/{dir}", if current.is_empty() { "/" } else { current })
-    };
-    let cleaned = kiln_dockerfile::clean_path(&joined);
-    if cleaned.starts_with('/') {
-        cleaned
-    } else {
-        format!("/{cleaned}")
-    }
-}
-
-fn healthcheck(h: &Healthcheck) -> crate::image::Healthcheck {
-    match h {
-        Healthcheck::None => crate::image::Healthcheck {
-            test: Some(vec!["NONE".to_string()]),
-            ..Default::default()
-        },
-        Healthcheck::Check {
-            test,
-            interval,
-            timeout,
-            start_period,
-            start_interval,
-            retries,
-        } => {
-            let ns = |d: &Option<std::time::Duration>| {
-                d.map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-                    .unwrap_or(0)
-            };
-            crate::image::Healthcheck {
-                test: Some(test.clone()),
-                interval: ns(interval),
-                timeout: ns(timeout),
-                start_period: ns(start_period),
-                start_interval: ns(start_interval),
-                retries: retries
-                    .map(|r| i32::try_from(r).unwrap_or(i32::MAX))
-                    .unwrap_or(0),
-            }
-        }
-    }
-}
-
-fn created_by(ins: &Instruction) -> String {
-    let text = ins.original.trim();
-    match &ins.command {
-        Command::Run(_) => format!("RUN {}", text.strip_prefix("RUN").unwrap_or(text).trim()),
-        _ => text.to_string(),
-    }
-}
-
-fn media_for_format(media_type: &str, format: Format) -> Option<String> {
-    use kiln_oci::media::*;
-    let oci = match media_type {
-        OCI_LAYER_GZIP | DOCKER_LAYER_GZIP => OCI_LAYER_GZIP,
-        OCI_LAYER_TAR | kiln_layer::DOCKER_LAYER_TAR => OCI_LAYER_TAR,
-        OCI_LAYER_ZSTD => OCI_LAYER_ZSTD,
-        other => return Some(other.to_string()),
-    };
-    match format {
-        Format::Oci => Some(oci.to_string()),
-        Format::Docker => match oci {
-            OCI_LAYER_GZIP => Some(DOCKER_LAYER_GZIP.to_string()),
-            OCI_LAYER_TAR => Some(kiln_layer::DOCKER_LAYER_TAR.to_string()),
-            _ => None,
-        },
-    }
 }
 
 fn read_dockerignore(context: &Path, dockerfile: &Path) -> Result<Vec<String>, BuildError> {
@@ -1413,19 +913,6 @@ fn read_dockerignore(context: &Path, dockerfile: &Path) -> Result<Vec<String>, B
     }
 }
 
-fn write_private(path: &Path, data: &[u8]) -> Result<(), BuildError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| io_err(path, e))?;
-    f.write_all(data).map_err(|e| io_err(path, e))
-}
-
 /// Adds the Dockerfile position to an error from a step.
 pub(crate) fn located(e: BuildError, file: &Path, ins: &Instruction) -> BuildError {
     match e {
@@ -1437,22 +924,4 @@ pub(crate) fn located(e: BuildError, file: &Path, ins: &Instruction) -> BuildErr
             error: Box::new(other),
         },
     }
-}
-
-pub(crate) fn _compression_name(c: Compression) -> &'static str {
-    match c {
-        Compression::Gzip => "gzip",
-        Compression::Zstd => "zstd",
-        Compression::None => "none",
-    }
-}
-
-fn builtin_arg(p: &Platform, name: &str) -> Option<String> {
-    Some(match name {
-        "TARGETPLATFORM" | "BUILDPLATFORM" => p.to_string(),
-        "TARGETOS" | "BUILDOS" => p.os.clone(),
-        "TARGETARCH" | "BUILDARCH" => p.architecture.clone(),
-        "TARGETVARIANT" | "BUILDVARIANT" => p.variant.clone().unwrap_or_default(),
-        _ => return None,
-    })
 }

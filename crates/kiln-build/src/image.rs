@@ -119,16 +119,6 @@ pub struct ImageConfig {
 }
 
 impl ImageConfig {
-    /// The configuration of `FROM scratch` on this machine's platform.
-    pub fn scratch(platform: &Platform) -> ImageConfig {
-        ImageConfig {
-            architecture: platform.architecture.clone(),
-            os: platform.os.clone(),
-            variant: platform.variant.clone(),
-            ..ImageConfig::default()
-        }
-    }
-
     pub fn env(&self) -> &[String] {
         self.config.env.as_deref().unwrap_or(&[])
     }
@@ -164,49 +154,6 @@ impl ImageConfig {
     pub fn to_json(&self) -> Vec<u8> {
         // Serialising a struct of strings, maps and numbers cannot fail.
         serde_json::to_vec(self).unwrap_or_default()
-    }
-}
-
-/// os/architecture/variant in OCI's names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Platform {
-    pub os: String,
-    pub architecture: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-}
-
-impl Platform {
-    /// The platform this binary runs on (builds are native).
-    pub fn host() -> Platform {
-        let architecture = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "x86" => "386",
-            "powerpc64" => "ppc64le",
-            "s390x" => "s390x",
-            "riscv64" => "riscv64",
-            "arm" => "arm",
-            other => other,
-        };
-        let variant = match architecture {
-            "arm64" => Some("v8".to_string()),
-            "arm" => Some("v7".to_string()),
-            _ => None,
-        };
-        Platform {
-            os: "linux".to_string(),
-            architecture: architecture.to_string(),
-            variant,
-        }
-    }
-
-    /// `linux/amd64` or `linux/arm64/v8`.
-    pub fn to_slash(&self) -> String {
-        match &self.variant {
-            Some(v) => format!("{}/{}/{v}", self.os, self.architecture),
-            None => format!("{}/{}", self.os, self.architecture),
-        }
     }
 }
 

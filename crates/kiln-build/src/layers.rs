@@ -15,11 +15,7 @@ use crate::options::Compression;
 use crate::store::{LayerInfo, Store, remove_any};
 
 pub fn layer_compression(c: Compression) -> kiln_layer::Compression {
-    match c {
-        Compression::Gzip => kiln_layer::Compression::Gzip,
-        Compression::Zstd => kiln_layer::Compression::Zstd,
-        Compression::None => kiln_layer::Compression::None,
-    }
+    c
 }
 
 pub fn layer_format(f: Format) -> ImageFormat {

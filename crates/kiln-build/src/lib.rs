@@ -19,10 +19,12 @@ pub mod image;
 pub mod layers;
 pub mod options;
 pub mod output;
+pub mod prepare;
 pub mod progress;
 pub mod pull;
 pub mod push;
 pub mod run;
+pub mod semantics;
 pub mod store;
 
 pub use error::BuildError;

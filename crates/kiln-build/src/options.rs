@@ -26,28 +26,8 @@ impl std::str::FromStr for Network {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Compression {
-    #[default]
-    Gzip,
-    Zstd,
-    None,
-}
-
-impl std::str::FromStr for Compression {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "gzip" => Ok(Compression::Gzip),
-            "zstd" => Ok(Compression::Zstd),
-            "none" | "uncompressed" => Ok(Compression::None),
-            other => Err(format!(
-                "unknown compression {other:?}: use gzip, zstd or none"
-            )),
-        }
-    }
-}
+/// Layer compression (`--compression`): the layer engine's own choice.
+pub use kiln_layer::Compression;
 
 /// When to ask the registry for a base image again (buildah's `--pull`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

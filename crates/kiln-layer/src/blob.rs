@@ -25,6 +25,21 @@ pub enum Compression {
     None,
 }
 
+impl std::str::FromStr for Compression {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "gzip" => Ok(Compression::Gzip),
+            "zstd" => Ok(Compression::Zstd),
+            "none" | "uncompressed" => Ok(Compression::None),
+            other => Err(format!(
+                "unknown compression {other:?}: use gzip, zstd or none"
+            )),
+        }
+    }
+}
+
 impl Compression {
     pub fn name(self) -> &'static str {
         match self {
