@@ -123,8 +123,10 @@ async fn fetch(
                 short(&desc.digest),
                 human_size(u64::try_from(desc.size).unwrap_or(0))
             ));
+            let size = u64::try_from(desc.size).unwrap_or(0);
+            let report = progress.transfer(format!("  {}", short(&desc.digest)), size);
             client
-                .fetch_blob(&repo, desc, &tmp, &|_| {})
+                .fetch_blob(&repo, desc, &tmp, &report)
                 .await
                 .map_err(|e| BuildError::Pull {
                     reference: name.to_string(),
