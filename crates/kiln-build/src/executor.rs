@@ -43,6 +43,9 @@ pub(crate) struct State {
     pub pending_workdir: bool,
     /// CMD was given in this stage (ENTRYPOINT then keeps it).
     pub cmd_set: bool,
+    /// The time of the newest filesystem change (or the base image's):
+    /// what history entries and the image's `created` say.
+    pub created: String,
 }
 
 impl State {
@@ -107,6 +110,10 @@ pub struct BuildResult {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct CachedStep {
     diff_id: Option<Digest>,
+    /// When the step first ran: a cache hit keeps it, so a build that
+    /// changes nothing gives the same image.
+    #[serde(default)]
+    created: Option<String>,
 }
 
 pub struct Executor {
@@ -335,6 +342,7 @@ impl Executor {
                 origin: None,
                 pending_workdir: false,
                 cmd_set: false,
+                created: self.now.clone(),
             },
             Source::Image(name) => {
                 let img = self
@@ -342,6 +350,11 @@ impl Executor {
                     .await
                     .map_err(|e| located(e, &self.dockerfile_path, &stage.from_instruction))?;
                 let config = img.config(&self.store)?;
+                // Until a step changes files, the image is as old as its base.
+                let created = match (&config.created, self.opts.source_date_epoch) {
+                    (Some(t), None) => t.clone(),
+                    _ => self.now.clone(),
+                };
                 State {
                     config,
                     layers: img.layers.clone(),
@@ -350,6 +363,7 @@ impl Executor {
                     origin: Some((img.registry.clone(), img.repository.clone())),
                     pending_workdir: false,
                     cmd_set: false,
+                    created,
                 }
             }
         };
@@ -406,7 +420,7 @@ impl Executor {
 
     pub(crate) fn history(&self, state: &mut State, ins: &Instruction, empty: bool) {
         state.config.history.push(History {
-            created: Some(self.now.clone()),
+            created: Some(state.created.clone()),
             created_by: Some(created_by(ins)),
             comment: Some("kiln".to_string()),
             empty_layer: empty,
@@ -602,6 +616,10 @@ impl Executor {
         {
             self.cache_hits += 1;
             self.progress.line("--> Using cache");
+            state.created = match (&cached.created, self.opts.source_date_epoch) {
+                (Some(t), None) => t.clone(),
+                _ => self.now.clone(),
+            };
             self.apply_layer(state, ins, key, layer);
             return Ok(());
         }
@@ -621,8 +639,10 @@ impl Executor {
             &key,
             &CachedStep {
                 diff_id: layer.as_ref().map(|l| l.diff_id.clone()),
+                created: Some(self.now.clone()),
             },
         )?;
+        state.created = self.now.clone();
         self.apply_layer(state, ins, key, layer);
         Ok(())
     }
@@ -827,7 +847,7 @@ impl Executor {
         for (k, v) in &self.opts.labels {
             state.config.label_set(k, v);
         }
-        state.config.created = Some(self.now.clone());
+        state.config.created = Some(state.created.clone());
         if state.config.architecture.is_empty() {
             state.config.architecture = self.platform.architecture.clone();
             state.config.os = self.platform.os.clone();

@@ -1422,3 +1422,25 @@ fn run_is_isolated_from_the_host() -> Result<()> {
     );
     Ok(())
 }
+
+/// Without SOURCE_DATE_EPOCH a build that changes nothing still gives the
+/// same image: cached steps keep the time they first ran, as BuildKit's and
+/// buildah's cached images do, so a rebuild does not move tags.
+#[test]
+fn no_change_rebuild_gives_the_same_image() -> Result<()> {
+    let w = World::start()?;
+    let root = w.dir("root")?;
+    let ctx = context(
+        &w.dir("ctx")?,
+        &cache_dockerfile(&w.base, "echo two > /two"),
+        &[("a.txt", "a\n"), ("b.txt", "b\n")],
+    )?;
+    let first = quiet_digest(&kiln_build(&root, &ctx, &["-q"], &[])?.ok()?)?;
+    std::thread::sleep(Duration::from_millis(1100));
+    let second = quiet_digest(&kiln_build(&root, &ctx, &["-q"], &[])?.ok()?)?;
+    ensure!(
+        first == second,
+        "rebuild gave {second}, first build {first}"
+    );
+    Ok(())
+}
