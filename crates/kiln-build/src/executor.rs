@@ -206,10 +206,13 @@ impl Executor {
             error: e,
         })?;
         let ignore = read_dockerignore(&opts.context, &dockerfile_path)?;
-        let mut credentials = Credentials::from_auth_files().unwrap_or_default();
-        if credentials.is_empty() {
-            credentials = Credentials::new();
-        }
+        let credentials = match Credentials::from_auth_files() {
+            Ok(c) => c,
+            Err(e) => {
+                progress.line(&format!("[Warning] registry credentials not loaded: {e}"));
+                Credentials::new()
+            }
+        };
         let client = Client::new(ClientOptions {
             tls_verify: opts.tls_verify,
             credentials,
@@ -808,8 +811,7 @@ impl Executor {
             layers::layer_compression(self.opts.compression),
             layers::layer_format(self.opts.format),
         )?;
-        let key = format!("{}:{want}", diff_id);
-        if let Some(info) = self.store.image_get::<LayerInfo>(&key)
+        if let Some(info) = self.store.blob_of_layer(diff_id, want)
             && self.store.has_blob(&info.digest)
         {
             return Ok(Some(Some(info)));
@@ -821,7 +823,7 @@ impl Executor {
             self.opts.format,
             self.opts.source_date_epoch,
         )?;
-        self.store.image_put(&key, &info)?;
+        self.store.put_blob_of_layer(&info)?;
         Ok(Some(Some(info)))
     }
 
@@ -834,8 +836,7 @@ impl Executor {
     ) {
         let empty = layer.is_none();
         if let Some(info) = layer {
-            let media_key = format!("{}:{}", info.diff_id, info.media_type);
-            let _ = self.store.image_put(&media_key, &info);
+            let _ = self.store.put_blob_of_layer(&info);
             state.config.rootfs.diff_ids.push(info.diff_id.clone());
             state.layers.push(info);
         }

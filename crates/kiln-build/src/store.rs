@@ -167,6 +167,26 @@ impl Store {
         self.write_json(&p, info)
     }
 
+    /// The blob of a layer in one media type (compression and format): the
+    /// same layer directory gives one blob per compression.
+    pub fn blob_of_layer(&self, diff_id: &Digest, media_type: &str) -> Option<LayerInfo> {
+        self.read_json(&self.blob_of_layer_path(diff_id, media_type))
+    }
+
+    pub fn put_blob_of_layer(&self, info: &LayerInfo) -> Result<(), BuildError> {
+        self.write_json(
+            &self.blob_of_layer_path(&info.diff_id, &info.media_type),
+            info,
+        )
+    }
+
+    fn blob_of_layer_path(&self, diff_id: &Digest, media_type: &str) -> PathBuf {
+        let media = Digest::sha256_of(media_type.as_bytes());
+        self.root
+            .join("layerinfo")
+            .join(format!("{}-{}.json", diff_id.hex(), &media.hex()[..16]))
+    }
+
     pub fn cache_get<T: DeserializeOwned>(&self, key: &Digest) -> Option<T> {
         self.read_json(&self.root.join("cache").join(format!("{}.json", key.hex())))
     }
