@@ -29,7 +29,9 @@ pub mod store;
 
 pub use error::BuildError;
 pub use executor::{BuildResult, Executor};
-pub use options::{BuildOptions, Compression, HelperCommand, Network, PullPolicy, SecretSource};
+pub use options::{
+    BuildOptions, Compression, HelperCommand, Network, PullPolicy, RunMount, SecretSource,
+};
 pub use progress::Progress;
 
 /// Builds, then pushes to every tag (with `push`), records the image under

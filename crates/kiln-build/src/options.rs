@@ -103,6 +103,40 @@ pub struct BuildOptions {
     /// How to start the helper process that runs sandboxes and file
     /// operations: a program and the arguments that select its helper mode.
     pub helper: HelperCommand,
+    /// Host files or directories bind-mounted into every RUN step and never
+    /// part of a layer (`-v HOST:CONTAINER[:ro|rw]`, as buildah's; the build
+    /// service injects package repositories this way).
+    pub run_mounts: Vec<RunMount>,
+}
+
+/// `-v HOST:CONTAINER[:ro|rw]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunMount {
+    pub source: PathBuf,
+    pub target: String,
+    pub readonly: bool,
+}
+
+impl std::str::FromStr for RunMount {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let (source, target, readonly) = match parts.as_slice() {
+            [src, dst] => (*src, *dst, false),
+            [src, dst, "ro"] => (*src, *dst, true),
+            [src, dst, "rw"] => (*src, *dst, false),
+            _ => return Err(format!("volume {s:?}: expected HOST:CONTAINER[:ro|rw]")),
+        };
+        if !source.starts_with('/') || !target.starts_with('/') {
+            return Err(format!("volume {s:?}: both paths must be absolute"));
+        }
+        Ok(RunMount {
+            source: source.into(),
+            target: target.to_string(),
+            readonly,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +148,17 @@ pub struct HelperCommand {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn volumes_parse_like_buildah() {
+        let v: RunMount = "/h/repo:/etc/yum.repos.d/x.repo:ro".parse().unwrap();
+        assert_eq!(v.source, PathBuf::from("/h/repo"));
+        assert_eq!(v.target, "/etc/yum.repos.d/x.repo");
+        assert!(v.readonly);
+        assert!(!"/a:/b".parse::<RunMount>().unwrap().readonly);
+        assert!("a:/b".parse::<RunMount>().is_err());
+        assert!("/a:/b:zz".parse::<RunMount>().is_err());
+    }
 
     #[test]
     fn secrets_parse_like_buildah() {

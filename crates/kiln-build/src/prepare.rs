@@ -127,6 +127,18 @@ impl Executor {
                 }
             }
         }
+        for m in &self.opts.run_mounts {
+            // What a mounted file says decides what the step does (a package
+            // repository, say): its content is part of the key.
+            let source = std::fs::canonicalize(&m.source).map_err(|e| io_err(&m.source, e))?;
+            k.field("volume", format!("{}:{}", m.target, m.readonly))
+                .field("volume-content", path_digest(&source)?);
+            mounts.push(run::MountReq::Host {
+                source,
+                target: m.target.clone(),
+                readonly: m.readonly,
+            });
+        }
         let req = RunRequest {
             args,
             env,
@@ -423,4 +435,30 @@ pub(crate) fn write_private(path: &Path, data: &[u8]) -> Result<(), BuildError> 
         .open(path)
         .map_err(|e| io_err(path, e))?;
     f.write_all(data).map_err(|e| io_err(path, e))
+}
+
+/// A digest of a file's content, or of a directory's names and contents.
+fn path_digest(path: &Path) -> Result<String, BuildError> {
+    let mut k = KeyBuilder::new("path");
+    add_path(&mut k, path, "")?;
+    Ok(k.finish().to_string())
+}
+
+fn add_path(k: &mut KeyBuilder, path: &Path, rel: &str) -> Result<(), BuildError> {
+    let meta = std::fs::metadata(path).map_err(|e| io_err(path, e))?;
+    if meta.is_dir() {
+        let mut names: Vec<_> = std::fs::read_dir(path)
+            .map_err(|e| io_err(path, e))?
+            .filter_map(|e| e.ok().map(|e| e.file_name()))
+            .collect();
+        names.sort();
+        for name in names {
+            let child_rel = format!("{rel}/{}", name.to_string_lossy());
+            add_path(k, &path.join(&name), &child_rel)?;
+        }
+    } else {
+        let data = std::fs::read(path).map_err(|e| io_err(path, e))?;
+        k.field("file", rel).field("content", data);
+    }
+    Ok(())
 }

@@ -36,6 +36,12 @@ pub enum MountReq {
         target: String,
         size: Option<u64>,
     },
+    /// A host path given by the caller (`-v`), not from the Dockerfile.
+    Host {
+        source: PathBuf,
+        target: String,
+        readonly: bool,
+    },
     Secret {
         file: PathBuf,
         target: String,
@@ -150,6 +156,15 @@ pub async fn run(
                     readonly: false,
                 });
             }
+            MountReq::Host {
+                source,
+                target,
+                readonly,
+            } => spec.mounts.push(Mount::Bind {
+                source: source.clone(),
+                target: target.clone(),
+                readonly: *readonly,
+            }),
             MountReq::Tmpfs { target, size } => spec.mounts.push(Mount::Tmpfs {
                 target: target.clone(),
                 size: *size,

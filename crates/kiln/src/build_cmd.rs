@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use kiln_build::image::Format;
 use kiln_build::output::Output;
 use kiln_build::{
-    BuildOptions, Compression, HelperCommand, Network, Progress, PullPolicy, SecretSource,
+    BuildOptions, Compression, HelperCommand, Network, Progress, PullPolicy, RunMount, SecretSource,
 };
 
 #[derive(clap::Args)]
@@ -45,6 +45,10 @@ pub struct BuildArgs {
     /// A build secret: id=ID,src=PATH or id=ID,env=VAR.
     #[arg(long = "secret")]
     secrets: Vec<SecretSource>,
+    /// Bind-mount a host path into every RUN step: HOST:CONTAINER[:ro|rw]
+    /// (never part of a layer).
+    #[arg(short = 'v', long = "volume")]
+    volumes: Vec<RunMount>,
     /// Push the image to every -t reference.
     #[arg(long)]
     push: bool,
@@ -143,6 +147,7 @@ pub async fn run(args: BuildArgs) -> Result<()> {
             program: exe,
             args: vec![HELPER_SUBCOMMAND.to_string()],
         },
+        run_mounts: args.volumes,
     };
     anyhow::ensure!(
         opts.context.is_dir(),

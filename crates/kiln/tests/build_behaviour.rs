@@ -1444,3 +1444,52 @@ fn no_change_rebuild_gives_the_same_image() -> Result<()> {
     );
     Ok(())
 }
+
+/// `-v HOST:CONTAINER:ro` (how the build service injects package
+/// repositories): every RUN sees the file, no layer holds it, and a change
+/// of its content re-runs the steps that saw it.
+#[test]
+fn volumes_reach_run_steps_but_no_layer() -> Result<()> {
+    let w = World::start()?;
+    let root = w.dir("root")?;
+    let vol = w.dir("vol")?;
+    let repo = vol.join("kiln-test.repo");
+    write_file(
+        &repo,
+        "[kiln-test]\nbaseurl=http://127.0.0.1:1/repo-marker-one\n",
+    )?;
+    let ctx = context(
+        &w.dir("ctx")?,
+        &format!(
+            "FROM {}\nRUN grep -c repo-marker /etc/yum.repos.d/kiln-test.repo > /seen\n",
+            w.base
+        ),
+        &[],
+    )?;
+    let out_dir = w.env.scratch.join("out");
+    let volume = format!("{}:/etc/yum.repos.d/kiln-test.repo:ro", repo.display());
+    let output = format!("oci-dir:{}", out_dir.display());
+    let args = [
+        "-q",
+        "-t",
+        "localhost/vol:1",
+        "-v",
+        &volume,
+        "--output",
+        &output,
+    ];
+    let out = kiln_build(&root, &ctx, &args, &[])?.ok()?;
+    ensure!(summary(&out.stderr)? == (0, 1), "{}", out.stderr);
+    let holders = layout_blobs_containing(&out_dir, b"repo-marker-one")?;
+    ensure!(holders.is_empty(), "the mounted file reached {holders:?}");
+    // Same content: cached. New content: the RUN runs again.
+    let again = kiln_build(&root, &ctx, &args, &[])?.ok()?;
+    ensure!(summary(&again.stderr)? == (1, 0), "{}", again.stderr);
+    write_file(
+        &repo,
+        "[kiln-test]\nbaseurl=http://127.0.0.1:1/repo-marker-two\n",
+    )?;
+    let changed = kiln_build(&root, &ctx, &args, &[])?.ok()?;
+    ensure!(summary(&changed.stderr)? == (0, 1), "{}", changed.stderr);
+    Ok(())
+}
