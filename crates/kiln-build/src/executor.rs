@@ -39,6 +39,9 @@ pub(crate) struct State {
     pub args: Vec<(String, Option<String>)>,
     /// Where the base came from, for cross-repository mounts on push.
     pub origin: Option<(String, String)>,
+    /// The base image as written in FROM and the manifest it resolved to
+    /// (through earlier stages); None for scratch.
+    pub base: Option<BaseRef>,
     /// WORKDIR was set and not yet created by a filesystem step.
     pub pending_workdir: bool,
     /// CMD was given in this stage (ENTRYPOINT then keeps it).
@@ -101,9 +104,19 @@ pub struct BuildResult {
     pub format: Format,
     /// `registry/repo` of the base image, for mounting its layers on push.
     pub origin: Option<(String, String)>,
+    /// The final stage's base image (the parent image), None for scratch.
+    pub base: Option<BaseRef>,
     /// Steps answered from the cache / executed.
     pub cache_hits: usize,
     pub executed: usize,
+}
+
+/// An image a stage started from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseRef {
+    /// As written in FROM, after ARG expansion.
+    pub reference: String,
+    pub manifest_digest: Digest,
 }
 
 /// What the cache remembers of a filesystem step.
@@ -343,6 +356,7 @@ impl Executor {
                 key: base_key("scratch", &self.platform.to_string()),
                 args: Vec::new(),
                 origin: None,
+                base: None,
                 pending_workdir: false,
                 cmd_set: false,
                 created: self.now.clone(),
@@ -364,6 +378,10 @@ impl Executor {
                     key: base_key(&img.manifest_digest.to_string(), &self.platform.to_string()),
                     args: Vec::new(),
                     origin: Some((img.registry.clone(), img.repository.clone())),
+                    base: Some(BaseRef {
+                        reference: name.clone(),
+                        manifest_digest: img.manifest_digest.clone(),
+                    }),
                     pending_workdir: false,
                     cmd_set: false,
                     created,
@@ -898,6 +916,7 @@ impl Executor {
             layers: state.layers,
             format,
             origin: state.origin,
+            base: state.base,
             cache_hits: self.cache_hits,
             executed: self.executed,
         })

@@ -28,7 +28,7 @@ pub mod semantics;
 pub mod store;
 
 pub use error::BuildError;
-pub use executor::{BuildResult, Executor};
+pub use executor::{BaseRef, BuildResult, Executor};
 pub use options::{
     BuildOptions, Compression, HelperCommand, Network, PullPolicy, RunMount, SecretSource,
 };
@@ -83,4 +83,21 @@ pub async fn build(opts: BuildOptions, progress: Progress) -> Result<BuildResult
         progress.line(&format!("Wrote {out:?}"));
     }
     Ok(result)
+}
+
+/// Writes the full root filesystem of a built image (its layers, from the
+/// store at `store_root`) into `dest`: what the build service scans for
+/// the packages an image holds.
+pub fn materialize_image(
+    store_root: &std::path::Path,
+    layers: &[store::LayerInfo],
+    dest: &std::path::Path,
+) -> Result<(), BuildError> {
+    let store = store::Store::open(store_root)?;
+    let lowers: Vec<std::path::PathBuf> = layers
+        .iter()
+        .rev()
+        .map(|l| store.layer_dir(&l.diff_id))
+        .collect();
+    layers::materialize(&lowers, dest)
 }
