@@ -621,6 +621,7 @@ fn dnf_install(builder: Builder) -> Result<()> {
 }
 
 #[test]
+#[ignore = "harness self-check (buildah against buildah); run with --run-ignored"]
 fn fedora_like_dnf_install() -> Result<()> {
     dnf_install(Builder::Buildah)
 }
