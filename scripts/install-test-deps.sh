@@ -18,6 +18,8 @@ PACKAGES=(
   # builder fixtures: a Debian base with dnf+rpm, RPMs built from tiny specs,
   # repo metadata, and attr/libcap tools to check xattrs and file capabilities
   mmdebstrap rpm createrepo-c attr libcap2-bin python3
+  # package-database tests: Berkeley DB tools, sqlite3, gpg for signed RPMs
+  db5.3-util sqlite3 gnupg
 )
 
 missing=()
