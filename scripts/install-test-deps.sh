@@ -14,10 +14,10 @@ PACKAGES=(
   # peer registry (CNCF Distribution) and load generator for benchmarks
   docker-registry wrk
   # fixtures and harness helpers (util-linux gives flock, mount gives umount)
-  busybox-static curl jq ca-certificates util-linux mount procps
+  busybox-static curl jq ca-certificates util-linux mount procps git
   # builder fixtures: a Debian base with dnf+rpm, RPMs built from tiny specs,
   # repo metadata, and attr/libcap tools to check xattrs and file capabilities
-  mmdebstrap rpm createrepo-c attr libcap2-bin python3
+  mmdebstrap rpm createrepo-c attr libcap2-bin python3 postgresql
   # package-database tests: Berkeley DB tools, sqlite3, gpg for signed RPMs
   db5.3-util sqlite3 gnupg
 )

@@ -53,10 +53,17 @@ pub(crate) struct State {
 
 impl State {
     /// Layer directories, topmost first, as overlay wants them.
+    ///
+    /// A layer that occurs twice (two steps that made the same change, say
+    /// only touching `/etc`) is stacked once, at its topmost place: overlay
+    /// refuses a directory twice (ELOOP), and the upper copy shadows
+    /// everything the lower one holds anyway.
     pub fn lowers(&self, store: &Store) -> Vec<PathBuf> {
+        let mut seen = std::collections::HashSet::new();
         self.layers
             .iter()
             .rev()
+            .filter(|l| seen.insert(l.diff_id.clone()))
             .map(|l| store.layer_dir(&l.diff_id))
             .collect()
     }

@@ -1,6 +1,9 @@
 //! The `kiln` command line: wiring only; the work is in the library crates.
 
 mod build_cmd;
+mod hub_cmd;
+mod serve_cmd;
+mod worker_cmd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,6 +20,8 @@ use kiln_registry::Config;
     about = "kiln: a layered container image build service"
 )]
 struct Cli {
+    #[command(flatten)]
+    hub: hub_cmd::HubArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -28,6 +33,22 @@ enum Command {
     Registry(RegistryCommand),
     /// Build an image from a Dockerfile (daemonless; runs as root).
     Build(Box<build_cmd::BuildArgs>),
+    /// Registry, build hub and local workers on one address (the
+    /// single-machine service).
+    Serve(Box<serve_cmd::ServeArgs>),
+    /// The build hub alone (API under /api/v1/).
+    #[command(subcommand)]
+    Hub(HubServerCommand),
+    /// A build worker claiming tasks from --hub.
+    Worker(worker_cmd::WorkerArgs),
+    #[command(flatten)]
+    Client(hub_cmd::HubCommand),
+}
+
+#[derive(Subcommand)]
+enum HubServerCommand {
+    /// Serve the hub's API.
+    Serve(serve_cmd::HubServeArgs),
 }
 
 #[derive(clap::Args)]
@@ -161,5 +182,19 @@ async fn async_main() -> Result<()> {
     match cli.command {
         Command::Registry(cmd) => registry(cmd).await,
         Command::Build(args) => build_cmd::run(*args).await,
+        Command::Serve(args) => serve_cmd::serve(*args, shutdown_signal()).await,
+        Command::Hub(HubServerCommand::Serve(args)) => {
+            serve_cmd::hub_serve(args, shutdown_signal()).await
+        }
+        Command::Worker(args) => {
+            worker_cmd::run(cli.hub.hub, cli.hub.token, args, shutdown_signal()).await
+        }
+        Command::Client(cmd) => {
+            let code = hub_cmd::run(cli.hub, cmd).await?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
     }
 }

@@ -1,0 +1,191 @@
+//! `kiln serve` (registry + hub + local workers on one address) and
+//! `kiln hub serve` (the hub alone).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use kiln_hub::api::logs::LogStore;
+use kiln_hub::api::server::{Hub, HubConfig, router, spawn_reaper};
+use kiln_hub::db::{Db, DbError};
+use kiln_hub::model::Target;
+
+#[derive(clap::Args)]
+pub struct HubServeArgs {
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Where the database (SQLite by default), logs, registry data and
+    /// worker scratch live.
+    #[arg(long, default_value = "kiln-data", env = "KILN_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// PostgreSQL (`postgres://USER:PASSWORD@HOST/DB`) or SQLite
+    /// (`sqlite://PATH?mode=rwc`); default: SQLite in the data directory.
+    #[arg(long, env = "KILN_DATABASE_URL")]
+    pub database: Option<String>,
+    /// Require a token on every request (`kiln login`); without it the hub
+    /// trusts every caller as the admin, fit only for a loopback address.
+    #[arg(long)]
+    pub auth: bool,
+    /// Seconds a worker's claim holds without a heartbeat.
+    #[arg(long, default_value_t = 60)]
+    pub lease_secs: u64,
+}
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub hub: HubServeArgs,
+    /// Workers started in this process.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Registry configuration (TOML, as `kiln registry serve --config`).
+    #[arg(long, env = "KILN_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+async fn open_hub(args: &HubServeArgs) -> Result<Arc<Hub>> {
+    let hub_dir = args.data_dir.join("hub");
+    std::fs::create_dir_all(&hub_dir).with_context(|| format!("creating {}", hub_dir.display()))?;
+    let url = match &args.database {
+        Some(u) => u.clone(),
+        None => format!("sqlite://{}?mode=rwc", hub_dir.join("hub.db").display()),
+    };
+    let db = Db::open(&url)
+        .await
+        .with_context(|| format!("opening the hub database {url}"))?;
+    let logs = LogStore::open(&hub_dir.join("logs"))
+        .with_context(|| format!("opening {}", hub_dir.join("logs").display()))?;
+    let config = HubConfig {
+        lease_secs: args.lease_secs,
+        auth_required: args.auth,
+        ..HubConfig::default()
+    };
+    if args.auth {
+        bootstrap_admin(&db, &hub_dir).await?;
+    }
+    Ok(Arc::new(Hub { db, logs, config }))
+}
+
+/// With auth on, the first start creates the admin `admin` and writes its
+/// token (mode 0600) next to the database, for `kiln login`.
+async fn bootstrap_admin(db: &Db, hub_dir: &Path) -> Result<()> {
+    let path = hub_dir.join("admin.token");
+    if path.exists() {
+        return Ok(());
+    }
+    db.put_user(&kiln_hub::model::User {
+        name: "admin".to_string(),
+        admin: true,
+    })
+    .await?;
+    let token = db.create_token("admin", "created at first start").await?;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    writeln!(f, "{token}")?;
+    eprintln!(
+        "kiln: admin token written to {} (kiln login --token \"$(cat {})\")",
+        path.display(),
+        path.display()
+    );
+    Ok(())
+}
+
+/// The single-machine default: a target `default` pushing to this
+/// process's own registry, so a first build needs no set-up.
+async fn default_target(db: &Db, registry: &str) -> Result<()> {
+    match db.get_target("default").await {
+        Ok(_) => Ok(()),
+        Err(DbError::NotFound { .. }) => {
+            db.put_target(&Target {
+                name: "default".to_string(),
+                allowed_parents: Vec::new(),
+                repos: Vec::new(),
+                dest_tag: "default-candidate".to_string(),
+                registry: registry.to_string(),
+            })
+            .await?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn hub_serve(
+    args: HubServeArgs,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let hub = open_hub(&args).await?;
+    spawn_reaper(hub.clone());
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    eprintln!(
+        "kiln hub listening on http://{addr}/api/v1/ (data in {})",
+        args.data_dir.display()
+    );
+    axum::serve(listener, router(hub))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+pub async fn serve(
+    args: ServeArgs,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let registry_config = match &args.config {
+        Some(p) => kiln_registry::Config::load(p)?,
+        None => kiln_registry::Config::default(),
+    };
+    let (_registry, registry_routes) =
+        kiln_registry::server::build(&args.hub.data_dir.join("registry"), registry_config)?;
+    let hub = open_hub(&args.hub).await?;
+    let listener = tokio::net::TcpListener::bind(args.hub.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.hub.listen))?;
+    let addr = listener.local_addr()?;
+    default_target(&hub.db, &addr.to_string()).await?;
+    spawn_reaper(hub.clone());
+    let app = registry_routes.merge(router(hub));
+    eprintln!(
+        "kiln listening on http://{addr}: registry /v2/, API /api/v1/ ({} worker{}; data in {})",
+        args.workers,
+        if args.workers == 1 { "" } else { "s" },
+        args.hub.data_dir.display()
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut workers = Vec::new();
+    for i in 0..args.workers {
+        let config = crate::worker_cmd::local_worker_config(
+            &format!("http://{addr}"),
+            &args.hub.data_dir.join(format!("worker-{i}")),
+            &format!("local-{i}"),
+        )?;
+        let mut rx = stop_rx.clone();
+        workers.push(tokio::spawn(async move {
+            let stop = async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            if let Err(e) = kiln_worker::worker::run(config, stop).await {
+                tracing::error!(error = %e, "local worker stopped");
+            }
+        }));
+    }
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    let _ = stop_tx.send(true);
+    for w in workers {
+        let _ = w.await;
+    }
+    result?;
+    Ok(())
+}
