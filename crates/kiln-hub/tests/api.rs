@@ -384,6 +384,7 @@ async fn refusals_fail_the_build_with_the_reason() {
     let f = Failure {
         worker: "w".into(),
         reason: "Dockerfile:3: RUN false failed (exit code 1)".into(),
+        commit: Some("c0ffee".into()),
     };
     let failed: Build = serde_json::from_value(
         hub.ok(
@@ -396,6 +397,11 @@ async fn refusals_fail_the_build_with_the_reason() {
     .unwrap();
     assert_eq!(failed.id, b.id);
     assert_eq!(failed.state, BuildState::Failed);
+    assert_eq!(
+        failed.commit.as_deref(),
+        Some("c0ffee"),
+        "the failure records the commit"
+    );
 
     // Unknown target.
     let (s, v) = hub

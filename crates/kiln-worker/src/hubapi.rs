@@ -296,11 +296,17 @@ impl HubClient {
 
     /// `POST /tasks/{id}/fail` with `reason` (one line), repeated until the
     /// hub answers.
-    pub async fn fail(&self, task: i64, reason: &str) -> Result<Build, HubError> {
+    pub async fn fail(
+        &self,
+        task: i64,
+        reason: &str,
+        commit: Option<String>,
+    ) -> Result<Build, HubError> {
         let path = format!("tasks/{task}/fail");
         let body = json_body(&Failure {
             worker: self.worker.clone(),
             reason: reason.to_string(),
+            commit,
         })?;
         let bytes = self
             .task_call(task, "fail", body, Retry::FOREVER, true)

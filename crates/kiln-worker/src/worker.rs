@@ -284,7 +284,7 @@ async fn work_on(ctx: &Context, hub: &HubClient, assignment: Assignment) {
                 path: ctx.work_dir.clone(),
                 source,
             };
-            report_failure(hub, task, &progress, shipper, &e.to_string()).await;
+            report_failure(hub, task, &progress, shipper, &e.to_string(), None).await;
             return;
         }
     };
@@ -294,6 +294,7 @@ async fn work_on(ctx: &Context, hub: &HubClient, assignment: Assignment) {
         assignment: &assignment,
         progress: &progress,
         scratch: scratch.path(),
+        commit: std::sync::Mutex::new(None),
     };
     let outcome = tokio::select! {
         (stop, message) = stop => Err(JobError::Hub(HubError::Stopped { task, stop, message })),
@@ -326,7 +327,8 @@ async fn work_on(ctx: &Context, hub: &HubClient, assignment: Assignment) {
         }
         Err(e) => {
             let message = job_message(&e, scratch.path());
-            report_failure(hub, task, &progress, shipper, &message).await;
+            let commit = job.commit.lock().ok().and_then(|c| c.clone());
+            report_failure(hub, task, &progress, shipper, &message, commit).await;
             tracing::info!(
                 task,
                 build = build_id,
@@ -347,10 +349,11 @@ async fn report_failure(
     progress: &Progress,
     shipper: LogShipper,
     message: &str,
+    commit: Option<String>,
 ) {
     progress.line(&format!("error: {message}"));
     shipper.finish(LOG_FLUSH_TIMEOUT).await;
-    if let Err(e) = hub.fail(task, first_line(message)).await {
+    if let Err(e) = hub.fail(task, first_line(message), commit).await {
         tracing::warn!(task, "reporting the failure: {e}");
     }
 }
@@ -421,6 +424,9 @@ struct Job<'a> {
     assignment: &'a Assignment,
     progress: &'a Progress,
     scratch: &'a Path,
+    /// The commit once checked out: a failure report carries it, so a
+    /// build that fails before the hub heard of it still records it.
+    commit: std::sync::Mutex<Option<String>>,
 }
 
 impl Job<'_> {
@@ -450,6 +456,9 @@ impl Job<'_> {
             blocking(move || Ok(distgit::checkout(&url, Some(&reference), &src)?)).await?
         };
         log(&format!("Checked out {}", checkout.commit));
+        if let Ok(mut c) = self.commit.lock() {
+            *c = Some(checkout.commit.clone());
+        }
 
         let prepared = {
             let src = src.clone();

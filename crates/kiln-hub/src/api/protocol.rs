@@ -100,6 +100,9 @@ pub struct Completion {
 pub struct Failure {
     pub worker: String,
     pub reason: String,
+    /// The commit checked out, when the failure came after the checkout.
+    #[serde(default)]
+    pub commit: Option<String>,
 }
 
 /// The error body of every non-2xx answer.

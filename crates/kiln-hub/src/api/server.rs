@@ -881,7 +881,10 @@ async fn fail(
     Json(f): Json<Failure>,
 ) -> ApiResult<Json<Build>> {
     admin(&hub, &headers, "run builds as a worker").await?;
-    held_task(&hub, id, &f.worker).await?;
+    let task = held_task(&hub, id, &f.worker).await?;
+    if let Some(commit) = &f.commit {
+        hub.db.set_commit(task.build_id, commit).await?;
+    }
     let build = hub.db.fail_build(id, &f.worker, &f.reason).await?;
     let _ = hub
         .logs
