@@ -719,16 +719,10 @@ impl Executor {
             return Ok(None);
         }
         let store = self.store.clone();
-        let (compression, format, epoch) = (
-            self.opts.compression,
-            self.opts.format,
-            self.opts.source_date_epoch,
-        );
-        let info = tokio::task::spawn_blocking(move || {
-            layers::commit_upper(&store, &upper, compression, format, epoch)
-        })
-        .await
-        .map_err(|e| BuildError::Internal(e.to_string()))??;
+        let spec = self.blob_spec();
+        let info = tokio::task::spawn_blocking(move || layers::commit_upper(&store, &upper, spec))
+            .await
+            .map_err(|e| BuildError::Internal(e.to_string()))??;
         drop(scratch);
         Ok(Some(info))
     }
@@ -806,17 +800,12 @@ impl Executor {
             }
         }
         let store = self.store.clone();
-        let (compression, format, epoch) = (
-            self.opts.compression,
-            self.opts.format,
-            self.opts.source_date_epoch,
-        );
+        let spec = self.blob_spec();
         let (o, n) = (old_root.clone(), new_root.clone());
-        let layer = tokio::task::spawn_blocking(move || {
-            layers::commit_tree_diff(&store, &o, &n, compression, format, epoch)
-        })
-        .await
-        .map_err(|e| BuildError::Internal(e.to_string()))??;
+        let layer =
+            tokio::task::spawn_blocking(move || layers::commit_tree_diff(&store, &o, &n, spec))
+                .await
+                .map_err(|e| BuildError::Internal(e.to_string()))??;
         drop(old);
         self.materialized = Some((key.clone(), new));
         Ok(layer)
@@ -841,15 +830,17 @@ impl Executor {
         {
             return Ok(Some(Some(info)));
         }
-        let info = layers::recompress(
-            &self.store,
-            diff_id,
-            self.opts.compression,
-            self.opts.format,
-            self.opts.source_date_epoch,
-        )?;
+        let info = layers::recompress(&self.store, diff_id, self.blob_spec())?;
         self.store.put_blob_of_layer(&info)?;
         Ok(Some(Some(info)))
+    }
+
+    fn blob_spec(&self) -> layers::BlobSpec {
+        layers::BlobSpec {
+            compression: self.opts.compression,
+            format: self.opts.format,
+            source_date_epoch: self.opts.source_date_epoch,
+        }
     }
 
     fn apply_layer(

@@ -31,69 +31,43 @@ pub fn is_empty_dir(dir: &Path) -> Result<bool, BuildError> {
     Ok(rd.next().is_none())
 }
 
-/// Turns `upper` into a stored layer: the tar is written and compressed in
-/// one pass, the blob stored under its digest, and `upper` itself moved into
-/// the store as the layer's directory.
-pub fn commit_upper(
-    store: &Store,
-    upper: &Path,
-    compression: Compression,
-    format: Format,
-    source_date_epoch: Option<i64>,
-) -> Result<LayerInfo, BuildError> {
-    let staging =
-        store
-            .root()
-            .join("tmp")
-            .join(format!("blob-{}-{}", std::process::id(), unique()));
-    let opts = TarOptions { source_date_epoch };
-    let (blob, _) = kiln_layer::compress_to_file(
-        &staging,
-        layer_compression(compression),
-        layer_format(format),
-        |w| kiln_layer::write_layer(upper, &opts, w),
-    )?;
-    store.commit_blob_file(&staging, &blob.digest)?;
-    let info = LayerInfo {
-        digest: blob.digest,
-        diff_id: blob.diff_id,
-        size: blob.size,
-        media_type: blob.media_type.to_string(),
-    };
-    store.put_layer_info(&info)?;
-    store.commit_layer_dir(upper, &info.diff_id)?;
-    Ok(info)
+/// How a layer blob is written: compression, manifest format, timestamps.
+#[derive(Debug, Clone, Copy)]
+pub struct BlobSpec {
+    pub compression: Compression,
+    pub format: Format,
+    pub source_date_epoch: Option<i64>,
 }
 
-/// Re-creates the blob of a stored layer directory in another compression
-/// (the tar is deterministic, so the diff_id is the same).
-pub fn recompress(
+/// Writes the tar that `produce` emits as a compressed blob into the store
+/// (staged, then renamed to its digest) and records its layer info.
+/// `check` sees the result before it is committed.
+fn store_blob(
     store: &Store,
-    diff_id: &Digest,
-    compression: Compression,
-    format: Format,
-    source_date_epoch: Option<i64>,
+    spec: BlobSpec,
+    produce: impl FnOnce(
+        &mut kiln_layer::LayerBlobWriter<std::io::BufWriter<File>>,
+        &TarOptions,
+    ) -> kiln_layer::Result<kiln_layer::TarStats>,
+    check: impl FnOnce(&kiln_layer::LayerBlob) -> Result<(), BuildError>,
 ) -> Result<LayerInfo, BuildError> {
-    let dir = store.layer_dir(diff_id);
     let staging =
         store
             .root()
             .join("tmp")
             .join(format!("blob-{}-{}", std::process::id(), unique()));
-    let opts = TarOptions { source_date_epoch };
+    let opts = TarOptions {
+        source_date_epoch: spec.source_date_epoch,
+    };
     let (blob, _) = kiln_layer::compress_to_file(
         &staging,
-        layer_compression(compression),
-        layer_format(format),
-        |w| kiln_layer::write_layer(&dir, &opts, w),
+        layer_compression(spec.compression),
+        layer_format(spec.format),
+        |w| produce(w, &opts),
     )?;
-    if &blob.diff_id != diff_id {
+    if let Err(e) = check(&blob) {
         let _ = std::fs::remove_file(&staging);
-        return Err(BuildError::Internal(format!(
-            "layer directory {} no longer matches its diff_id {diff_id} (now {})",
-            dir.display(),
-            blob.diff_id
-        )));
+        return Err(e);
     }
     store.commit_blob_file(&staging, &blob.digest)?;
     let info = LayerInfo {
@@ -104,6 +78,46 @@ pub fn recompress(
     };
     store.put_layer_info(&info)?;
     Ok(info)
+}
+
+/// Turns `upper` into a stored layer: the tar is written and compressed in
+/// one pass, the blob stored under its digest, and `upper` itself moved into
+/// the store as the layer's directory.
+pub fn commit_upper(store: &Store, upper: &Path, spec: BlobSpec) -> Result<LayerInfo, BuildError> {
+    let info = store_blob(
+        store,
+        spec,
+        |w, opts| kiln_layer::write_layer(upper, opts, w),
+        |_| Ok(()),
+    )?;
+    store.commit_layer_dir(upper, &info.diff_id)?;
+    Ok(info)
+}
+
+/// Re-creates the blob of a stored layer directory in another compression
+/// (the tar is deterministic, so the diff_id is the same).
+pub fn recompress(
+    store: &Store,
+    diff_id: &Digest,
+    spec: BlobSpec,
+) -> Result<LayerInfo, BuildError> {
+    let dir = store.layer_dir(diff_id);
+    store_blob(
+        store,
+        spec,
+        |w, opts| kiln_layer::write_layer(&dir, opts, w),
+        |blob| {
+            if &blob.diff_id == diff_id {
+                Ok(())
+            } else {
+                Err(BuildError::Internal(format!(
+                    "layer directory {} no longer matches its diff_id {diff_id} (now {})",
+                    dir.display(),
+                    blob.diff_id
+                )))
+            }
+        },
+    )
 }
 
 /// Unpacks a stored blob into the layer directory of `diff_id`, verifying
@@ -189,34 +203,18 @@ pub fn commit_tree_diff(
     store: &Store,
     old: &Path,
     new: &Path,
-    compression: Compression,
-    format: Format,
-    source_date_epoch: Option<i64>,
+    spec: BlobSpec,
 ) -> Result<Option<LayerInfo>, BuildError> {
     let changes = kiln_layer::tree_changes(old, new)?;
     if changes.is_empty() {
         return Ok(None);
     }
-    let staging =
-        store
-            .root()
-            .join("tmp")
-            .join(format!("blob-{}-{}", std::process::id(), unique()));
-    let opts = TarOptions { source_date_epoch };
-    let (blob, _) = kiln_layer::compress_to_file(
-        &staging,
-        layer_compression(compression),
-        layer_format(format),
-        |w| kiln_layer::write_changes(&changes, &opts, w),
+    let info = store_blob(
+        store,
+        spec,
+        |w, opts| kiln_layer::write_changes(&changes, opts, w),
+        |_| Ok(()),
     )?;
-    store.commit_blob_file(&staging, &blob.digest)?;
-    let info = LayerInfo {
-        digest: blob.digest,
-        diff_id: blob.diff_id,
-        size: blob.size,
-        media_type: blob.media_type.to_string(),
-    };
-    store.put_layer_info(&info)?;
     let desc = Descriptor {
         media_type: info.media_type.clone(),
         digest: info.digest.clone(),

@@ -50,13 +50,7 @@ pub async fn base_image(
                 reference: name.to_string(),
                 message: e.to_string(),
             })?;
-    let key = format!(
-        "{}/{}:{}@{}",
-        reference.registry,
-        reference.repository,
-        reference.manifest_ref(),
-        platform
-    );
+    let key = local_key(&reference, platform);
     let local: Option<BaseImage> = store.image_get(&key);
     if let Some(img) = local.filter(|i| complete(store, i))
         && (policy != PullPolicy::Always || reference.digest.is_some())
@@ -190,14 +184,7 @@ pub fn record_local(
                 reference: tag.to_string(),
                 message: e.to_string(),
             })?;
-    let platform = Platform::host();
-    let key = format!(
-        "{}/{}:{}@{}",
-        reference.registry,
-        reference.repository,
-        reference.manifest_ref(),
-        platform
-    );
+    let key = local_key(&reference, &Platform::host());
     let img = BaseImage {
         reference: tag.to_string(),
         registry: reference.registry.clone(),
@@ -207,4 +194,15 @@ pub fn record_local(
         layers: result.layers.clone(),
     };
     store.image_put(&key, &img)
+}
+
+/// The store's name of an image reference on a platform.
+fn local_key(reference: &Reference, platform: &Platform) -> String {
+    format!(
+        "{}/{}:{}@{}",
+        reference.registry,
+        reference.repository,
+        reference.manifest_ref(),
+        platform
+    )
 }
