@@ -39,6 +39,9 @@ use crate::prepare;
 const LOG_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 /// The shortest heartbeat interval, whatever the lease.
 const MIN_HEARTBEAT: Duration = Duration::from_millis(200);
+/// Heartbeats also carry cancellation back: at most this far apart, so a
+/// `kiln cancel` stops a running build within seconds whatever the lease.
+const MAX_HEARTBEAT: Duration = Duration::from_secs(3);
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -248,7 +251,7 @@ fn start_heartbeat(
 
 /// `lease_secs / 3`, as the contract asks.
 fn heartbeat_interval(lease_secs: u64) -> Duration {
-    Duration::from_millis(lease_secs.saturating_mul(1000) / 3).max(MIN_HEARTBEAT)
+    Duration::from_millis(lease_secs.saturating_mul(1000) / 3).clamp(MIN_HEARTBEAT, MAX_HEARTBEAT)
 }
 
 /// Works on one task until it is reported, refused or taken back.
@@ -671,14 +674,12 @@ mod tests {
     use kiln_hub::model::Nvr;
 
     #[test]
-    fn heartbeats_come_three_times_per_lease() {
-        assert_eq!(heartbeat_interval(30), Duration::from_secs(10));
+    fn heartbeats_come_three_times_per_lease_and_every_few_seconds() {
+        assert_eq!(heartbeat_interval(30), MAX_HEARTBEAT);
+        assert_eq!(heartbeat_interval(6), Duration::from_secs(2));
         assert_eq!(heartbeat_interval(1), Duration::from_millis(333));
         assert_eq!(heartbeat_interval(0), MIN_HEARTBEAT);
-        assert_eq!(
-            heartbeat_interval(u64::MAX),
-            Duration::from_millis(u64::MAX / 3)
-        );
+        assert_eq!(heartbeat_interval(u64::MAX), MAX_HEARTBEAT);
     }
 
     #[test]

@@ -1186,10 +1186,10 @@ fn cancel_stops_a_running_build_and_frees_the_worker() -> Result<()> {
         log.combined()
     );
 
-    // The RUN stops long before its sleep would end by itself (the worker
-    // learns of the cancel at its next heartbeat: lease / 3 = 20 s by
-    // default), and the same worker (there is one) builds the next one.
-    let stop_limit = Duration::from_secs(45);
+    // The RUN stops within seconds (the worker learns of the cancel at its
+    // next heartbeat, at most 3 s away), and the same worker (there is one)
+    // builds the next one.
+    let stop_limit = Duration::from_secs(15);
     while !processes_running(&["sleep", "67"]).is_empty() {
         ensure!(
             start.elapsed() < stop_limit,
