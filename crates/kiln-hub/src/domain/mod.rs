@@ -11,13 +11,17 @@
 //! - [`permissions`]: who may build, tag, cancel, administer
 //! - [`labels`]: automatic labels added before the build
 //! - [`time`]: RFC 3339 and tag stamps from unix seconds
+//! - [`rpmver`]: RPM version comparison, NEVRA, version constraints
+//! - [`planner`]: which images to rebuild for updated packages, in batches
 
 pub mod container_yaml;
 pub mod labels;
 pub mod nvr;
 pub mod permissions;
+pub mod planner;
 pub mod policy;
 pub mod release;
+pub mod rpmver;
 pub mod state;
 pub mod tags;
 pub mod time;
