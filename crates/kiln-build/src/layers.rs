@@ -173,27 +173,60 @@ fn unique() -> u64 {
 /// Each layer is streamed as its tar straight into an apply-mode unpack, so
 /// whiteouts delete and opaque directories clear exactly as in an image.
 pub fn materialize(lowers: &[std::path::PathBuf], dest: &Path) -> Result<(), BuildError> {
+    materialize_filtered(lowers, dest, &|_| true)
+}
+
+/// [`materialize`] restricted to the paths `keep` accepts (layer-relative,
+/// `/`-separated, no leading slash): a content scan needs the package
+/// databases, not the whole image.
+pub fn materialize_filtered(
+    lowers: &[std::path::PathBuf],
+    dest: &Path,
+    keep: &(dyn Fn(&[u8]) -> bool + Sync),
+) -> Result<(), BuildError> {
     std::fs::create_dir_all(dest).map_err(|e| io_err(dest, e))?;
     for layer in lowers.iter().rev() {
+        let changes: Vec<kiln_layer::Change> = kiln_layer::layer_changes(layer)?
+            .into_iter()
+            .filter(|c| keep(c.path()))
+            .collect();
+        if changes.is_empty() {
+            continue;
+        }
         let (reader, writer) = std::io::pipe().map_err(|e| io_err(layer, e))?;
-        let dir = layer.clone();
-        let producer = std::thread::spawn(move || {
-            let w = std::io::BufWriter::with_capacity(1 << 20, writer);
-            kiln_layer::write_layer(&dir, &TarOptions::default(), w)
+        let applied = std::thread::scope(|scope| {
+            let producer = scope.spawn(|| {
+                let w = std::io::BufWriter::with_capacity(1 << 20, writer);
+                kiln_layer::write_changes(&changes, &TarOptions::default(), w)
+            });
+            let applied = kiln_layer::unpack_layer(
+                BufReader::with_capacity(1 << 20, reader),
+                None,
+                dest,
+                UnpackMode::Apply,
+            );
+            let produced = producer
+                .join()
+                .map_err(|_| BuildError::Internal("layer writer thread panicked".into()));
+            (applied, produced)
         });
-        let applied = kiln_layer::unpack_layer(
-            BufReader::with_capacity(1 << 20, reader),
-            None,
-            dest,
-            UnpackMode::Apply,
-        );
-        let produced = producer
-            .join()
-            .map_err(|_| BuildError::Internal("layer writer thread panicked".into()))?;
-        produced?;
+        let (applied, produced) = applied;
+        produced??;
         applied?;
     }
     Ok(())
+}
+
+/// Whether `path` (layer-relative) is one of `dirs` (absolute), lies below
+/// one, or is a directory on the way to one (which may be a symlink that
+/// the scan must follow).
+pub fn on_the_way_to(path: &[u8], dirs: &[&str]) -> bool {
+    dirs.iter().any(|d| {
+        let d = d.trim_start_matches('/').as_bytes();
+        path == d
+            || (path.starts_with(d) && path.get(d.len()) == Some(&b'/'))
+            || (d.starts_with(path) && d.get(path.len()) == Some(&b'/'))
+    })
 }
 
 /// The copying snapshotter's commit: the changes from `old` to `new` become
@@ -243,5 +276,27 @@ pub fn copy_rootfs(src: &Path, dest: &Path) -> Result<(), BuildError> {
             "copying the root filesystem {} failed ({status})",
             src.display()
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::on_the_way_to;
+
+    #[test]
+    fn paths_on_the_way_to_package_databases() {
+        let dirs = ["/var/lib/rpm", "/usr/lib/sysimage/rpm"];
+        for yes in [
+            "var",
+            "var/lib",
+            "var/lib/rpm",
+            "var/lib/rpm/rpmdb.sqlite",
+            "usr/lib/sysimage",
+        ] {
+            assert!(on_the_way_to(yes.as_bytes(), &dirs), "{yes}");
+        }
+        for no in ["var/lib/rpmx", "var/log", "etc", "usr/bin/sh", "var/lib/rp"] {
+            assert!(!on_the_way_to(no.as_bytes(), &dirs), "{no}");
+        }
     }
 }

@@ -85,13 +85,16 @@ pub async fn build(opts: BuildOptions, progress: Progress) -> Result<BuildResult
     Ok(result)
 }
 
-/// Writes the full root filesystem of a built image (its layers, from the
-/// store at `store_root`) into `dest`: what the build service scans for
-/// the packages an image holds.
+/// Writes the parts of a built image's root filesystem (its layers, from
+/// the store at `store_root`) that lie under `dirs` into `dest`, with the
+/// directories and symlinks leading there; all of it when `dirs` is empty.
+/// The build service scans the package databases this way without
+/// unpacking the whole image.
 pub fn materialize_image(
     store_root: &std::path::Path,
     layers: &[store::LayerInfo],
     dest: &std::path::Path,
+    dirs: &[&str],
 ) -> Result<(), BuildError> {
     let store = store::Store::open(store_root)?;
     let lowers: Vec<std::path::PathBuf> = layers
@@ -99,5 +102,9 @@ pub fn materialize_image(
         .rev()
         .map(|l| store.layer_dir(&l.diff_id))
         .collect();
-    layers::materialize(&lowers, dest)
+    if dirs.is_empty() {
+        layers::materialize(&lowers, dest)
+    } else {
+        layers::materialize_filtered(&lowers, dest, &|p| layers::on_the_way_to(p, dirs))
+    }
 }

@@ -557,8 +557,9 @@ impl Job<'_> {
         completion(self.hub.worker(), &result, answer.tags, packages)
     }
 
-    /// Unpacks the image into the scratch directory and lists its
-    /// packages (rpmdb and dpkg status).
+    /// Unpacks the image's package databases (rpmdb, dpkg status, and the
+    /// directories and symlinks leading to them) into the scratch
+    /// directory and lists its packages.
     async fn packages(&self, result: &BuildResult) -> Result<Vec<Package>, JobError> {
         let rootfs = self.scratch.join(ROOTFS_DIR);
         {
@@ -568,7 +569,9 @@ impl Job<'_> {
                 rootfs.clone(),
             );
             blocking(move || {
-                kiln_build::materialize_image(&root, &layers, &rootfs).map_err(|error| {
+                let mut dirs: Vec<&str> = kiln_content::RPMDB_DIRS.to_vec();
+                dirs.extend(["/var/lib/dpkg", "/etc/os-release", "/usr/lib/os-release"]);
+                kiln_build::materialize_image(&root, &layers, &rootfs, &dirs).map_err(|error| {
                     JobError::Build {
                         error: Box::new(error),
                         dockerfile: String::new(),
