@@ -51,11 +51,10 @@ fn store_blob(
     ) -> kiln_layer::Result<kiln_layer::TarStats>,
     check: impl FnOnce(&kiln_layer::LayerBlob) -> Result<(), BuildError>,
 ) -> Result<LayerInfo, BuildError> {
-    let staging =
-        store
-            .root()
-            .join("tmp")
-            .join(format!("blob-{}-{}", std::process::id(), unique()));
+    // Staged inside a locked scratch directory: another build opening the
+    // same store clears `tmp/` of everything not locked.
+    let scratch = store.scratch("blob")?;
+    let staging = scratch.path().join("blob");
     let opts = TarOptions {
         source_date_epoch: spec.source_date_epoch,
     };
@@ -160,12 +159,6 @@ pub fn drop_stubs(upper: &Path, stubs: &[std::path::PathBuf]) {
         }
         let _ = remove_any(&upper.join(rel));
     }
-}
-
-fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Builds a full root filesystem in `dest` from layer directories (topmost
