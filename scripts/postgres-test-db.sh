@@ -28,12 +28,12 @@ flock 9
 read -r version cluster port status _ < <(pg_lsclusters -h | head -n1) || true
 if [[ -z "${version:-}" ]]; then
   version=$(ls /usr/lib/postgresql | sort -V | tail -n1)
-  pg_createcluster "$version" main >/dev/null 9>&-
+  pg_createcluster "$version" main >&2 9>&-
   read -r version cluster port status _ < <(pg_lsclusters -h | head -n1)
 fi
 if [[ "$status" != online* ]]; then
   # 9>&-: the server must not inherit (and hold forever) the lock.
-  pg_ctlcluster "$version" "$cluster" start 9>&-
+  pg_ctlcluster "$version" "$cluster" start 9>&- >&2
 fi
 for _ in $(seq 1 50); do
   pg_isready -q -h 127.0.0.1 -p "$port" && break

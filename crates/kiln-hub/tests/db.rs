@@ -136,7 +136,15 @@ fn postgres_admin_url() -> String {
         "{script} failed (set KILN_TEST_POSTGRES_URL to use another server):\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    // The URL is the last line; anything before it is a server's chatter.
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    stdout
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with("postgres://"))
+        .unwrap_or_else(|| panic!("{script} printed no postgres:// URL:\n{stdout}"))
+        .to_string()
 }
 
 /// Runs `$name(&TestDb)` on each engine as `$name::sqlite` and `$name::postgres`.
