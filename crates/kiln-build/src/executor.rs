@@ -17,7 +17,7 @@ use crate::error::{BuildError, io_err};
 use crate::fileop::{self, FileOp, FileOpSpec, SourceRoot};
 use crate::image::{Empty, Format, History, ImageConfig, rfc3339};
 use crate::layers;
-use crate::options::BuildOptions;
+use crate::options::{BuildOptions, pinned_base};
 use crate::prepare::CopyExtra;
 use crate::progress::Progress;
 use crate::pull::{self, BaseImage, human_size};
@@ -157,6 +157,10 @@ pub struct Executor {
     pub(crate) snapshotter: Snapshotter,
     /// The copying snapshotter's last root, for the state key it belongs to.
     pub(crate) materialized: Option<(Digest, crate::store::Scratch)>,
+    /// Keys of `base_pins` that replaced some image; the others are
+    /// reported, since a pin that applies nowhere means the build is not
+    /// on the base it was meant to be.
+    pub(crate) pins_used: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// How a step gets a writable root on top of its parent's layers.
@@ -226,6 +230,14 @@ impl Executor {
             error: e,
         })?;
         let ignore = read_dockerignore(&opts.context, &dockerfile_path)?;
+        // A bad pin is the caller's mistake whether or not a FROM uses it.
+        for (name, pin) in &opts.base_pins {
+            pin.parse::<kiln_oci::Reference>()
+                .map_err(|e| BuildError::BadReference {
+                    reference: pin.clone(),
+                    message: format!("pinned for {name}: {e}"),
+                })?;
+        }
         let credentials = match Credentials::from_auth_files() {
             Ok(c) => c,
             Err(e) => {
@@ -269,6 +281,7 @@ impl Executor {
             secrets_dir: None,
             snapshotter,
             materialized: None,
+            pins_used: Default::default(),
         })
     }
 
@@ -316,6 +329,15 @@ impl Executor {
                 self.progress.line(&format!(
                     "[Warning] one or more build args were not consumed: [{arg}]"
                 ));
+            }
+        }
+        if let Ok(used) = self.pins_used.lock() {
+            for (name, pin) in &self.opts.base_pins {
+                if !used.contains(name) {
+                    self.progress.line(&format!(
+                        "[Warning] {name} was pinned to {pin}, but no stage built uses {name}"
+                    ));
+                }
             }
         }
         let _ = self
@@ -434,11 +456,25 @@ impl Executor {
         Ok(state)
     }
 
+    /// The image `name` names, or the one pinned in its place: the caller
+    /// keeps `name` as the reference written, the digest (and so the cache
+    /// keys) come from the image returned.
     pub(crate) async fn base_image(&self, name: &str) -> Result<BaseImage, BuildError> {
+        let pulled = match pinned_base(&self.opts.base_pins, name) {
+            Some((key, pin)) => {
+                self.progress
+                    .line(&format!("Using {pin} for {name} (pinned)"));
+                if let Ok(mut used) = self.pins_used.lock() {
+                    used.insert(key.to_string());
+                }
+                pin
+            }
+            None => name,
+        };
         pull::base_image(
             &self.client,
             &self.store,
-            name,
+            pulled,
             self.opts.pull,
             &self.platform,
             &self.progress,

@@ -31,6 +31,7 @@ pub use error::BuildError;
 pub use executor::{BaseRef, BuildResult, Executor};
 pub use options::{
     BuildOptions, Compression, HelperCommand, Network, PullPolicy, RunMount, SecretSource,
+    pinned_base,
 };
 pub use progress::Progress;
 

@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use kiln_oci::{Digest, Reference};
+
 use crate::image::Format;
 use crate::output::Output;
 
@@ -107,6 +109,42 @@ pub struct BuildOptions {
     /// part of a layer (`-v HOST:CONTAINER[:ro|rw]`, as buildah's; the build
     /// service injects package repositories this way).
     pub run_mounts: Vec<RunMount>,
+    /// Base images replaced by other references (BuildKit's
+    /// `--build-context NAME=docker-image://REF`): the image name as written
+    /// in FROM, `COPY --from=` or `RUN --mount=from=` (after ARG expansion)
+    /// → the reference pulled in its place. The build service rebuilds a
+    /// child against its parent's new digest this way, without editing the
+    /// Dockerfile; the parent recorded for the image stays the name as
+    /// written.
+    pub base_pins: BTreeMap<String, String>,
+}
+
+/// The pin of `pins` for the image `name`, as (key, reference to pull): a
+/// key equal to `name` wins; otherwise a key naming the same image once both
+/// are parsed (`busybox` = `docker.io/library/busybox:latest`), the first in
+/// key order.
+pub fn pinned_base<'a>(
+    pins: &'a BTreeMap<String, String>,
+    name: &str,
+) -> Option<(&'a str, &'a str)> {
+    if let Some((key, pin)) = pins.get_key_value(name) {
+        return Some((key, pin));
+    }
+    let wanted = normalized(name)?;
+    pins.iter()
+        .find(|(key, _)| normalized(key).as_ref() == Some(&wanted))
+        .map(|(key, pin)| (key.as_str(), pin.as_str()))
+}
+
+/// What identifies an image reference: Docker Hub's short forms expanded,
+/// and a missing tag meaning `latest` unless a digest is given.
+fn normalized(reference: &str) -> Option<(String, String, Option<String>, Option<Digest>)> {
+    let r: Reference = reference.parse().ok()?;
+    let tag = match (r.tag, &r.digest) {
+        (None, None) => Some("latest".to_string()),
+        (tag, _) => tag,
+    };
+    Some((r.registry, r.repository, tag, r.digest))
 }
 
 /// `-v HOST:CONTAINER[:ro|rw]`.
@@ -158,6 +196,70 @@ mod tests {
         assert!(!"/a:/b".parse::<RunMount>().unwrap().readonly);
         assert!("a:/b".parse::<RunMount>().is_err());
         assert!("/a:/b:zz".parse::<RunMount>().is_err());
+    }
+
+    fn pin<'a>(pins: &'a BTreeMap<String, String>, name: &str) -> Option<&'a str> {
+        pinned_base(pins, name).map(|(_, pin)| pin)
+    }
+
+    fn pins(entries: &[(&str, &str)]) -> BTreeMap<String, String> {
+        entries
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn pins_match_the_name_as_written() {
+        let p = pins(&[(
+            "127.0.0.1:8080/base/foo:latest",
+            "127.0.0.1:8080/base/foo@sha256:aa",
+        )]);
+        assert_eq!(
+            pin(&p, "127.0.0.1:8080/base/foo:latest"),
+            Some("127.0.0.1:8080/base/foo@sha256:aa")
+        );
+        assert_eq!(pin(&p, "127.0.0.1:8080/base/foo:1.0"), None);
+        assert_eq!(pin(&p, "127.0.0.1:8080/base/bar:latest"), None);
+        assert_eq!(pin(&p, "127.0.0.1:8081/base/foo:latest"), None);
+        assert_eq!(pin(&BTreeMap::new(), "busybox"), None);
+    }
+
+    #[test]
+    fn pins_match_other_spellings_of_the_same_image() {
+        let p = pins(&[("docker.io/library/busybox:latest", "pinned-busybox")]);
+        for name in [
+            "busybox",
+            "busybox:latest",
+            "docker.io/busybox",
+            "library/busybox",
+        ] {
+            assert_eq!(pin(&p, name), Some("pinned-busybox"), "{name}");
+        }
+        assert_eq!(pin(&p, "busybox:1.36"), None);
+        assert_eq!(pin(&p, "quay.io/busybox"), None);
+        let d = Digest::sha256_of(b"x");
+        let by_digest = format!("busybox@{d}");
+        assert_eq!(pin(&p, &by_digest), None);
+        let p = pins(&[(&format!("docker.io/library/busybox@{d}"), "other")]);
+        assert_eq!(pin(&p, &by_digest), Some("other"));
+        let p = pins(&[("localhost/x", "a")]);
+        assert_eq!(pin(&p, "localhost/x:latest"), Some("a"));
+    }
+
+    #[test]
+    fn exact_pins_win_and_unparsable_names_match_only_exactly() {
+        let p = pins(&[("busybox", "short"), ("docker.io/library/busybox", "long")]);
+        assert_eq!(pin(&p, "busybox"), Some("short"));
+        assert_eq!(pin(&p, "docker.io/library/busybox"), Some("long"));
+        // Neither key is spelt this way: the first in key order.
+        assert_eq!(
+            pinned_base(&p, "busybox:latest"),
+            Some(("busybox", "short"))
+        );
+        let p = pins(&[("Not A Reference", "x")]);
+        assert_eq!(pin(&p, "Not A Reference"), Some("x"));
+        assert_eq!(pin(&p, "not a reference"), None);
     }
 
     #[test]

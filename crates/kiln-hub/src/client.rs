@@ -17,8 +17,11 @@ use serde::de::DeserializeOwned;
 
 pub use sse::{SseMessage, SseParser};
 
-use crate::api::protocol::{ApiError, BuildFilter, SubmitBuild};
-use crate::model::{Build, Component, Event, TagEvent, Target, User};
+use crate::api::protocol::{
+    ApiError, BuildFilter, ImageMatch, ImagesQuery, Lineage, PackageUpdate, PackageUpdateAnswer,
+    PlanView, RebuildEventFilter, RebuildEventInfo, RebuildPlanRequest, SubmitBuild, TagSettings,
+};
+use crate::model::{Build, Component, Event, RebuildEvent, TagEvent, TagInfo, Target, User};
 
 /// Whole-request limit for the JSON calls; the streams (logs, events) have
 /// none: a build may print nothing for a long time.
@@ -402,6 +405,83 @@ impl HubClient {
         Ok(t.token)
     }
 
+    /// `GET /api/v1/images?package=Q[&tag=T][&all=true]`: the images
+    /// holding a package that answers the query (`openssl`,
+    /// `openssl<3.0.9-2`), by NVR.
+    pub async fn images_with(&self, query: &ImagesQuery) -> Result<Vec<ImageMatch>> {
+        let mut url = self.url(&["images"]);
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("package", &query.package);
+            if let Some(tag) = query.tag.as_deref().filter(|t| !t.is_empty()) {
+                q.append_pair("tag", tag);
+            }
+            if let Some(all) = query.all {
+                q.append_pair("all", if all { "true" } else { "false" });
+            }
+        }
+        self.get(url).await
+    }
+
+    /// `GET /api/v1/builds/{id or N-V-R}/lineage`: the build's ancestors and
+    /// the tree of builds made FROM it.
+    pub async fn lineage(&self, id_or_nvr: &str) -> Result<Lineage> {
+        self.get(self.url(&["builds", id_or_nvr, "lineage"])).await
+    }
+
+    /// `POST /api/v1/package-updates` (admin): records a package-update
+    /// event; the same updates reported again answer with the earlier
+    /// event and `duplicate`.
+    pub async fn package_update(&self, update: &PackageUpdate) -> Result<PackageUpdateAnswer> {
+        self.call(Method::POST, self.url(&["package-updates"]), Some(update))
+            .await
+    }
+
+    /// `POST /api/v1/rebuild-plan`: what updated packages (`name-[E:]V-R.arch`)
+    /// would rebuild; nothing is recorded.
+    pub async fn rebuild_plan(&self, packages: &[String]) -> Result<PlanView> {
+        let req = RebuildPlanRequest {
+            packages: packages.to_vec(),
+        };
+        self.call(Method::POST, self.url(&["rebuild-plan"]), Some(&req))
+            .await
+    }
+
+    /// `GET /api/v1/rebuild-events`: newest first.
+    pub async fn rebuild_events(&self, filter: &RebuildEventFilter) -> Result<Vec<RebuildEvent>> {
+        let mut url = self.url(&["rebuild-events"]);
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(state) = filter.state.as_deref() {
+                q.append_pair("state", state);
+            }
+            if let Some(limit) = filter.limit {
+                q.append_pair("limit", &limit.to_string());
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        self.get(url).await
+    }
+
+    /// `GET /api/v1/rebuild-events/{id}`: the event and its items.
+    pub async fn rebuild_event(&self, id: i64) -> Result<RebuildEventInfo> {
+        self.get(self.url(&["rebuild-events", &id.to_string()]))
+            .await
+    }
+
+    /// `GET /api/v1/tags`: every tag and whether it takes automatic rebuilds.
+    pub async fn list_tags(&self) -> Result<Vec<TagInfo>> {
+        self.get(self.url(&["tags"])).await
+    }
+
+    /// `PUT /api/v1/tags/{tag}` (admin): creates the tag when missing.
+    pub async fn set_tag(&self, tag: &str, settings: &TagSettings) -> Result<TagInfo> {
+        self.call(Method::PUT, self.url(&["tags", tag]), Some(settings))
+            .await
+    }
+
     /// `GET /api/v1/events?after=ID`: calls `callback` with every event
     /// after `after` as it is logged, until the callback breaks or the hub
     /// ends the stream. Returns the id of the last event handed over (or
@@ -464,7 +544,7 @@ fn excerpt(body: &[u8]) -> String {
 /// rustls on the ring provider (no C toolchain, no OpenSSL), certificates
 /// checked against the system store; plain HTTP needs none of it but the
 /// client is the same.
-fn http_client() -> Result<reqwest::Client> {
+pub fn http_client() -> Result<reqwest::Client> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
         .map_err(|e| ClientError::Setup(format!("loading the system certificates: {e}")))?;

@@ -23,3 +23,5 @@ pub mod client;
 pub mod db;
 pub mod domain;
 pub mod model;
+pub mod rebuild;
+pub mod repowatch;

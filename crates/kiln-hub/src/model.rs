@@ -80,6 +80,20 @@ pub struct Build {
     pub packages: Vec<Package>,
     /// Why it failed or was canceled.
     pub reason: Option<String>,
+    /// Build without the layer cache (automatic rebuilds: a cached
+    /// `dnf install` step would keep the old package).
+    #[serde(default)]
+    pub no_cache: bool,
+    /// The reference (`registry/repo@sha256:…`) the final stage's FROM is
+    /// pinned to: an automatic rebuild builds on its new parent's digest.
+    #[serde(default)]
+    pub parent_pin: Option<String>,
+    /// `autorebuild` of the build's container.yaml (None: not set, on).
+    #[serde(default)]
+    pub autorebuild: Option<bool>,
+    /// The automatic rebuild this build is an attempt of.
+    #[serde(default)]
+    pub rebuild_item_id: Option<i64>,
     /// RFC 3339 times.
     pub created_at: String,
     pub started_at: Option<String>,
@@ -135,6 +149,10 @@ pub struct Target {
     pub dest_tag: String,
     /// The registry images are pushed to (`host:port`, or `host:port/prefix`).
     pub registry: String,
+    /// The latest images on `dest_tag` are rebuilt when a package in them or
+    /// their parent image is updated; the watcher polls `repos`.
+    #[serde(default)]
+    pub autorebuild: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,6 +177,108 @@ pub struct TagEvent {
     pub action: TagAction,
     pub user: String,
     pub at: String,
+}
+
+/// A tag and whether its latest images take automatic rebuilds (a tag
+/// also takes them when it is the destination of a target that does).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagInfo {
+    pub name: String,
+    pub autorebuild: bool,
+}
+
+/// What started a rebuild event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RebuildTrigger {
+    /// Updated packages, through the API or the CLI.
+    PackageUpdate,
+    /// Updated packages found by the repository watcher.
+    RepoWatch,
+    /// A new build of a parent image, submitted by hand.
+    ParentBuild,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RebuildEventState {
+    /// Not planned yet (or waiting for images another event is building).
+    Pending,
+    /// Planned; rebuilds under way.
+    Running,
+    /// Every planned rebuild completed.
+    Complete,
+    /// Some rebuild failed or was held back (the items say which and why).
+    Failed,
+    /// No image holds an older version of any updated package.
+    NoEffect,
+}
+
+/// One package-update or parent-build event and what kiln did about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebuildEvent {
+    pub id: i64,
+    pub trigger: RebuildTrigger,
+    pub state: RebuildEventState,
+    /// Updated packages as `name-[E:]V-R.arch`.
+    pub updates: Vec<String>,
+    /// The repository the updates came from, when known.
+    pub repo: Option<String>,
+    /// For a parent build: the new build and the build it replaces.
+    pub trigger_build_id: Option<i64>,
+    pub replaced_build_id: Option<i64>,
+    pub submitter: String,
+    /// A summary (why it is pending, what failed, what had no effect).
+    pub message: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RebuildItemState {
+    /// Waits for its parent's rebuild (or its turn).
+    Waiting,
+    /// A rebuild build is queued or running.
+    Building,
+    Complete,
+    /// Its rebuild failed after the allowed attempts.
+    Failed,
+    /// Not rebuilt because its parent's rebuild failed or was held.
+    Held,
+    /// Reached by the plan but not rebuilt (autorebuild off, a parent loop).
+    Skipped,
+    /// Rebuilt by another event's item (`coalesced_into`) instead.
+    Coalesced,
+}
+
+/// One image of a rebuild event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebuildItem {
+    pub id: i64,
+    pub event_id: i64,
+    /// The latest build of the image when the event was planned.
+    pub original_build_id: i64,
+    /// The image's name: its NVR's name (the component label), which
+    /// identifies an image across its builds.
+    pub repository: String,
+    /// Batch: 0 for images whose parent is not rebuilt by this event.
+    pub depth: u32,
+    /// The item of the parent image, whose new build this one is built on.
+    pub parent_item_id: Option<i64>,
+    /// Why it is rebuilt, as sentences.
+    pub reasons: Vec<String>,
+    /// Updates the new image must hold (`name-[E:]V-R.arch`): checked when
+    /// the rebuild completes.
+    pub expect: Vec<String>,
+    pub state: RebuildItemState,
+    /// The latest rebuild build (one per attempt).
+    pub build_id: Option<i64>,
+    pub attempts: u32,
+    pub coalesced_into: Option<i64>,
+    pub message: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,134 +312,86 @@ pub struct UnknownState {
     pub value: String,
 }
 
-impl BuildState {
-    pub const ALL: [BuildState; 5] = [
-        BuildState::Queued,
-        BuildState::Building,
-        BuildState::Complete,
-        BuildState::Failed,
-        BuildState::Canceled,
-    ];
+/// The names of an enum's variants as the API and the database spell them:
+/// `ALL`, `as_str`, `Display` and `FromStr` (which reports an
+/// [`UnknownState`] of `kind`).
+macro_rules! named_enum {
+    ($ty:ident, $kind:literal, [$($variant:ident => $name:literal),+ $(,)?]) => {
+        impl $ty {
+            pub const ALL: [$ty; [$($name),+].len()] = [$($ty::$variant),+];
 
-    /// The lower-case name used in the API and the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BuildState::Queued => "queued",
-            BuildState::Building => "building",
-            BuildState::Complete => "complete",
-            BuildState::Failed => "failed",
-            BuildState::Canceled => "canceled",
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name),+
+                }
+            }
         }
-    }
-}
 
-impl std::fmt::Display for BuildState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for BuildState {
-    type Err = UnknownState;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        BuildState::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| UnknownState {
-                kind: "build",
-                value: s.to_string(),
-            })
-    }
-}
-
-impl TaskState {
-    pub const ALL: [TaskState; 5] = [
-        TaskState::Free,
-        TaskState::Claimed,
-        TaskState::Done,
-        TaskState::Failed,
-        TaskState::Canceled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskState::Free => "free",
-            TaskState::Claimed => "claimed",
-            TaskState::Done => "done",
-            TaskState::Failed => "failed",
-            TaskState::Canceled => "canceled",
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
         }
-    }
-}
 
-impl std::fmt::Display for TaskState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+        impl std::str::FromStr for $ty {
+            type Err = UnknownState;
 
-impl std::str::FromStr for TaskState {
-    type Err = UnknownState;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        TaskState::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| UnknownState {
-                kind: "task",
-                value: s.to_string(),
-            })
-    }
-}
-
-impl PackageKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PackageKind::Rpm => "rpm",
-            PackageKind::Deb => "deb",
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $ty::ALL
+                    .into_iter()
+                    .find(|v| v.as_str() == s)
+                    .ok_or_else(|| UnknownState {
+                        kind: $kind,
+                        value: s.to_string(),
+                    })
+            }
         }
-    }
+    };
 }
 
-impl std::str::FromStr for PackageKind {
-    type Err = UnknownState;
+named_enum!(BuildState, "build", [
+    Queued => "queued",
+    Building => "building",
+    Complete => "complete",
+    Failed => "failed",
+    Canceled => "canceled",
+]);
 
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "rpm" => Ok(PackageKind::Rpm),
-            "deb" => Ok(PackageKind::Deb),
-            _ => Err(UnknownState {
-                kind: "package kind",
-                value: s.to_string(),
-            }),
-        }
-    }
-}
+named_enum!(TaskState, "task", [
+    Free => "free",
+    Claimed => "claimed",
+    Done => "done",
+    Failed => "failed",
+    Canceled => "canceled",
+]);
 
-impl TagAction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TagAction::Tag => "tag",
-            TagAction::Untag => "untag",
-        }
-    }
-}
+named_enum!(PackageKind, "package kind", [Rpm => "rpm", Deb => "deb"]);
 
-impl std::str::FromStr for TagAction {
-    type Err = UnknownState;
+named_enum!(TagAction, "tag action", [Tag => "tag", Untag => "untag"]);
 
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "tag" => Ok(TagAction::Tag),
-            "untag" => Ok(TagAction::Untag),
-            _ => Err(UnknownState {
-                kind: "tag action",
-                value: s.to_string(),
-            }),
-        }
-    }
-}
+named_enum!(RebuildTrigger, "rebuild trigger", [
+    PackageUpdate => "package-update",
+    RepoWatch => "repo-watch",
+    ParentBuild => "parent-build",
+]);
+
+named_enum!(RebuildEventState, "rebuild event", [
+    Pending => "pending",
+    Running => "running",
+    Complete => "complete",
+    Failed => "failed",
+    NoEffect => "no-effect",
+]);
+
+named_enum!(RebuildItemState, "rebuild item", [
+    Waiting => "waiting",
+    Building => "building",
+    Complete => "complete",
+    Failed => "failed",
+    Held => "held",
+    Skipped => "skipped",
+    Coalesced => "coalesced",
+]);
 
 #[cfg(test)]
 mod tests {
@@ -327,14 +399,23 @@ mod tests {
 
     #[test]
     fn state_names_round_trip_and_match_serde() {
-        for st in BuildState::ALL {
-            assert_eq!(st.as_str().parse::<BuildState>(), Ok(st));
-            assert_eq!(serde_json::to_value(st).unwrap(), st.as_str());
+        fn round_trip<T, const N: usize>(all: [T; N])
+        where
+            T: Copy + std::fmt::Debug + PartialEq + Serialize + std::str::FromStr + ToString,
+            T::Err: std::fmt::Debug,
+        {
+            for st in all {
+                assert_eq!(st.to_string().parse::<T>().unwrap(), st);
+                assert_eq!(serde_json::to_value(st).unwrap(), st.to_string());
+            }
         }
-        for st in TaskState::ALL {
-            assert_eq!(st.as_str().parse::<TaskState>(), Ok(st));
-            assert_eq!(serde_json::to_value(st).unwrap(), st.as_str());
-        }
+        round_trip(BuildState::ALL);
+        round_trip(TaskState::ALL);
+        round_trip(PackageKind::ALL);
+        round_trip(TagAction::ALL);
+        round_trip(RebuildTrigger::ALL);
+        round_trip(RebuildEventState::ALL);
+        round_trip(RebuildItemState::ALL);
         assert!("Queued".parse::<BuildState>().is_err());
         assert_eq!("rpm".parse::<PackageKind>(), Ok(PackageKind::Rpm));
         assert_eq!("untag".parse::<TagAction>(), Ok(TagAction::Untag));

@@ -30,7 +30,7 @@ async fn start(config: HubConfig) -> TestHub {
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("hub.db").display());
     let db = Db::open(&url).await.unwrap();
     let logs = LogStore::open(&dir.path().join("logs")).unwrap();
-    let hub = Arc::new(Hub { db, logs, config });
+    let hub = Arc::new(Hub::new(db, logs, config));
     spawn_reaper(hub.clone());
     let app = router(hub);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -99,6 +99,7 @@ impl TestHub {
             }],
             dest_tag: "f40-container-candidate".into(),
             registry: "127.0.0.1:5000".into(),
+            autorebuild: false,
         };
         self.ok("PUT", "/api/v1/targets/f40-container", Some(json!(t)))
             .await;
@@ -111,6 +112,7 @@ impl TestHub {
             scratch,
             isolated: false,
             release: None,
+            no_cache: false,
         };
         serde_json::from_value(self.ok("POST", "/api/v1/builds", Some(json!(req))).await).unwrap()
     }

@@ -1,9 +1,12 @@
 //! The hub client's HTTP handling against a small in-test server that
 //! speaks a few endpoints of the API contract: URLs and query strings,
-//! bearer tokens, JSON bodies, error bodies, live log streaming, SSE. (The
-//! client against the real hub is the end-to-end suite's job.)
+//! bearer tokens, JSON bodies, error bodies, live log streaming, SSE. The
+//! automatic-rebuild calls (content index, lineage, package updates, plans,
+//! rebuild events, tag settings) run against the real hub router on a
+//! SQLite database, with builds completed through the worker endpoints.
 #![allow(clippy::unwrap_used)]
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
@@ -17,9 +20,18 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use kiln_hub::api::protocol::{ApiError, BuildFilter, SubmitBuild};
+use kiln_hub::api::logs::LogStore;
+use kiln_hub::api::protocol::{
+    ApiError, Assignment, BuildFilter, ClaimRequest, Completion, ImageMatch, ImagesQuery,
+    PackageUpdate, Prepared, PreparedAnswer, RebuildEventFilter, SubmitBuild, TagSettings,
+};
+use kiln_hub::api::server::{Hub, HubConfig, router};
 use kiln_hub::client::{ClientError, HubClient, LogRead};
-use kiln_hub::model::{Build, BuildState, Event, Nvr, User};
+use kiln_hub::db::Db;
+use kiln_hub::model::{
+    Build, BuildState, Event, Nvr, Package, PackageKind, RebuildEventState, RebuildItemState,
+    RebuildTrigger, TagInfo, Target, User,
+};
 use tokio::sync::Notify;
 
 #[derive(Default)]
@@ -59,6 +71,10 @@ fn build(id: i64, state: BuildState) -> Build {
         tags: vec![],
         packages: vec![],
         reason: None,
+        no_cache: false,
+        parent_pin: None,
+        autorebuild: None,
+        rebuild_item_id: None,
         created_at: "2025-01-01T00:00:00Z".into(),
         started_at: None,
         completed_at: None,
@@ -265,6 +281,7 @@ async fn submit_sends_the_token_and_the_body_and_reads_the_build() {
         scratch: true,
         isolated: false,
         release: None,
+        no_cache: true,
     };
     let b = client.submit_build(&req).await.unwrap();
     assert_eq!((b.id, b.state), (41, BuildState::Queued));
@@ -486,4 +503,575 @@ async fn an_unreachable_hub_is_an_http_error_naming_the_url() {
             .contains(&format!("GET http://127.0.0.1:{port}/api/v1/targets")),
         "{err}"
     );
+}
+
+// ------------------------------------------------------------ the real hub --
+
+/// The hub's own router on a SQLite database, as `kiln serve` runs it (no
+/// rebuild coordinator: the tests run its passes themselves).
+struct RealHub {
+    client: HubClient,
+    hub: Arc<Hub>,
+    base: String,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+const TARGET: &str = "f40-container";
+const TAG: &str = "f40-container-candidate";
+
+/// What one build of an image is made of.
+struct Image<'a> {
+    /// The `name` label (the image's repository).
+    name: &'a str,
+    version: &'a str,
+    /// The FROM and the digest the worker pulled for it.
+    parent: Option<(&'a str, String)>,
+    manifest: String,
+    packages: Vec<Package>,
+}
+
+fn digest(c: char) -> String {
+    format!("sha256:{}", c.to_string().repeat(64))
+}
+
+fn rpm(name: &str, epoch: Option<u32>, version: &str, release: &str) -> Package {
+    Package {
+        kind: PackageKind::Rpm,
+        name: name.into(),
+        epoch,
+        version: version.into(),
+        release: release.into(),
+        arch: "x86_64".into(),
+        source: Some(format!("{name}-{version}-{release}.src.rpm")),
+        license: None,
+        signing_key: None,
+    }
+}
+
+async fn real_hub() -> RealHub {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("hub.db").display());
+    let db = Db::open(&url).await.unwrap();
+    let logs = LogStore::open(&dir.path().join("logs")).unwrap();
+    let hub = Arc::new(Hub::new(db, logs, HubConfig::default()));
+    let app = router(hub.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = format!("http://{addr}");
+    let client = HubClient::new(&base, None).unwrap();
+    client
+        .put_target(&Target {
+            name: TARGET.into(),
+            allowed_parents: vec![],
+            repos: vec![],
+            dest_tag: TAG.into(),
+            registry: "127.0.0.1:5000".into(),
+            autorebuild: false,
+        })
+        .await
+        .unwrap();
+    RealHub {
+        client,
+        hub,
+        base,
+        http: kiln_hub::client::http_client().unwrap(),
+        _dir: dir,
+    }
+}
+
+impl RealHub {
+    async fn worker_call<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> T {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        assert!(status.is_success(), "POST {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// Submits a build of `image` and runs it through the worker endpoints
+    /// (claim, prepared, complete) as a worker would.
+    async fn build(&self, image: &Image<'_>) -> Build {
+        let repo = image.name.rsplit('/').next().unwrap();
+        let submitted = self
+            .client
+            .submit_build(&SubmitBuild {
+                source: format!("https://git.example/containers/{repo}.git#main"),
+                target: TARGET.into(),
+                scratch: false,
+                isolated: false,
+                release: None,
+                no_cache: false,
+            })
+            .await
+            .unwrap();
+        let a: Assignment = self
+            .worker_call(
+                "/api/v1/tasks/claim",
+                &ClaimRequest {
+                    worker: "w1".into(),
+                },
+            )
+            .await;
+        assert_eq!(a.build.id, submitted.id);
+        let labels: BTreeMap<String, String> = [
+            ("com.redhat.component", format!("{repo}-container")),
+            ("name", image.name.to_string()),
+            ("version", image.version.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let answer: PreparedAnswer = self
+            .worker_call(
+                &format!("/api/v1/tasks/{}/prepared", a.task_id),
+                &Prepared {
+                    worker: "w1".into(),
+                    commit: "0123456789abcdef0123456789abcdef01234567".into(),
+                    labels,
+                    parent: image.parent.as_ref().map(|(from, _)| from.to_string()),
+                    container_yaml: None,
+                },
+            )
+            .await;
+        let done: Build = self
+            .worker_call(
+                &format!("/api/v1/tasks/{}/complete", a.task_id),
+                &Completion {
+                    worker: "w1".into(),
+                    manifest_digest: image.manifest.clone(),
+                    config_digest: digest('c'),
+                    image_size: 1000,
+                    layers: vec![digest('1')],
+                    parent_digest: image.parent.as_ref().map(|(_, d)| d.clone()),
+                    tags: answer.tags,
+                    packages: image.packages.clone(),
+                },
+            )
+            .await;
+        assert_eq!(done.state, BuildState::Complete);
+        done
+    }
+
+    /// `fedora/base` with openssl 3.0.9-1 (and libstdc++, whose name needs
+    /// escaping in a query string).
+    async fn base(&self) -> Build {
+        self.build(&Image {
+            name: "fedora/base",
+            version: "40",
+            parent: None,
+            manifest: digest('a'),
+            packages: vec![
+                rpm("openssl", Some(1), "3.0.9", "1.fc40"),
+                rpm("libstdc++", None, "14.1.1", "5.fc40"),
+            ],
+        })
+        .await
+    }
+
+    /// An image built FROM `parent` (its manifest `manifest`).
+    async fn child(&self, name: &str, parent: &Build, manifest: char) -> Build {
+        self.build(&Image {
+            name,
+            version: "1",
+            parent: Some((
+                "127.0.0.1:5000/fedora/base:40",
+                parent.manifest_digest.clone().unwrap(),
+            )),
+            manifest: digest(manifest),
+            packages: vec![rpm("httpd", None, "2.4.62", "1.fc40")],
+        })
+        .await
+    }
+}
+
+fn nvr_of(b: &Build) -> String {
+    b.nvr.as_ref().unwrap().to_string()
+}
+
+fn query(package: &str) -> ImagesQuery {
+    ImagesQuery {
+        package: package.into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn images_with_finds_the_latest_images_holding_a_package() {
+    let h = real_hub().await;
+    let base = h.base().await;
+    assert_eq!(nvr_of(&base), "base-container-40-1");
+
+    let found = h
+        .client
+        .images_with(&query("openssl<1:3.0.9-2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        found,
+        vec![ImageMatch {
+            build_id: base.id,
+            nvr: "base-container-40-1".into(),
+            tags: vec![TAG.into()],
+            package: "openssl-1:3.0.9-1.fc40.x86_64".into(),
+        }]
+    );
+    // `+` and `<` reach the hub as themselves.
+    let found = h.client.images_with(&query("libstdc++>=14")).await.unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].package, "libstdc++-14.1.1-5.fc40.x86_64");
+    assert!(
+        h.client
+            .images_with(&query("openssl>=1:3.0.9-2"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let elsewhere = ImagesQuery {
+        tag: Some("f39-container-candidate".into()),
+        ..query("openssl")
+    };
+    assert!(h.client.images_with(&elsewhere).await.unwrap().is_empty());
+
+    // A newer build of the image holds the update: only `all` still finds
+    // the older one, and it is no longer the latest on any tag.
+    let newer = h
+        .build(&Image {
+            name: "fedora/base",
+            version: "40",
+            parent: None,
+            manifest: digest('b'),
+            packages: vec![rpm("openssl", Some(1), "3.0.9", "2.fc40")],
+        })
+        .await;
+    assert_eq!(nvr_of(&newer), "base-container-40-2");
+    assert!(
+        h.client
+            .images_with(&query("openssl<1:3.0.9-2"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let all = ImagesQuery {
+        all: Some(true),
+        ..query("openssl<1:3.0.9-2")
+    };
+    let found = h.client.images_with(&all).await.unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!((found[0].build_id, found[0].tags.len()), (base.id, 0));
+    let found = h.client.images_with(&query("openssl")).await.unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].build_id, newer.id);
+
+    let err = h
+        .client
+        .images_with(&query("openssl<<3"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(400), "{err}");
+}
+
+#[tokio::test]
+async fn a_package_update_is_recorded_once() {
+    let h = real_hub().await;
+    let update = PackageUpdate {
+        packages: vec![
+            "openssl-1:3.0.9-2.fc40.x86_64".into(),
+            "zlib-ng-2.1.7-2.fc40.x86_64".into(),
+        ],
+        repo: Some("f40-updates".into()),
+    };
+    let first = h.client.package_update(&update).await.unwrap();
+    assert!(!first.duplicate);
+    assert_eq!(first.event.trigger, RebuildTrigger::PackageUpdate);
+    assert_eq!(first.event.state, RebuildEventState::Pending);
+    assert_eq!(first.event.repo.as_deref(), Some("f40-updates"));
+    assert_eq!(first.event.updates, update.packages);
+
+    // The same updates in another order are the same event.
+    let again = PackageUpdate {
+        packages: update.packages.iter().rev().cloned().collect(),
+        repo: None,
+    };
+    let second = h.client.package_update(&again).await.unwrap();
+    assert!(second.duplicate);
+    assert_eq!(second.event.id, first.event.id);
+    assert_eq!(second.event, first.event);
+
+    let other = h
+        .client
+        .package_update(&PackageUpdate {
+            packages: vec!["openssl-1:3.0.9-3.fc40.x86_64".into()],
+            repo: None,
+        })
+        .await
+        .unwrap();
+    assert!(!other.duplicate);
+    assert_ne!(other.event.id, first.event.id);
+}
+
+#[tokio::test]
+async fn a_bad_nevra_is_refused_with_a_message() {
+    let h = real_hub().await;
+    let err = h
+        .client
+        .package_update(&PackageUpdate {
+            packages: vec!["openssl-1:3.0.9-2.fc40.x86_64".into(), "openssl".into()],
+            repo: None,
+        })
+        .await
+        .unwrap_err();
+    match &err {
+        ClientError::Api {
+            status,
+            error,
+            message,
+            ..
+        } => {
+            assert_eq!((*status, error.as_str()), (400, "invalid"));
+            assert!(message.contains("\"openssl\""), "{message}");
+            assert!(
+                message.contains("NAME-[EPOCH:]VERSION-RELEASE.ARCH"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let err = h.client.rebuild_plan(&[]).await.unwrap_err();
+    assert_eq!(err.status(), Some(400));
+    assert!(err.to_string().contains("no packages"), "{err}");
+    // Nothing was recorded.
+    let events = h
+        .client
+        .rebuild_events(&RebuildEventFilter::default())
+        .await
+        .unwrap();
+    assert!(events.is_empty(), "{events:?}");
+}
+
+#[tokio::test]
+async fn the_rebuild_plan_follows_the_tag_s_opt_in() {
+    let h = real_hub().await;
+    let base = h.base().await;
+    let httpd = h.child("fedora/httpd", &base, 'e').await;
+    let update = vec!["openssl-1:3.0.9-2.fc40.x86_64".to_string()];
+
+    // Off by default: nothing takes rebuilds.
+    let plan = h.client.rebuild_plan(&update).await.unwrap();
+    assert!(plan.batches.is_empty(), "{plan:?}");
+    assert!(plan.skipped.is_empty(), "{plan:?}");
+
+    let on = h
+        .client
+        .set_tag(TAG, &TagSettings { autorebuild: true })
+        .await
+        .unwrap();
+    assert_eq!(
+        on,
+        TagInfo {
+            name: TAG.into(),
+            autorebuild: true
+        }
+    );
+    assert!(h.client.list_tags().await.unwrap().contains(&on));
+
+    let plan = h.client.rebuild_plan(&update).await.unwrap();
+    assert_eq!(plan.batches.len(), 2, "{plan:?}");
+    let first = &plan.batches[0];
+    assert_eq!(first.len(), 1, "{plan:?}");
+    assert_eq!(first[0].build_id, base.id);
+    assert_eq!(first[0].nvr.as_deref(), Some("base-container-40-1"));
+    // The NVR name (the component label), not the `name` label.
+    assert_eq!(first[0].repository, "base-container");
+    assert_eq!(first[0].tags, vec![TAG.to_string()]);
+    assert!(
+        first[0].reasons.iter().any(|r| r.contains("openssl")),
+        "{:?}",
+        first[0].reasons
+    );
+    let second = &plan.batches[1];
+    assert_eq!(
+        (
+            second[0].build_id,
+            second[0].parent_build_id,
+            second[0].depth
+        ),
+        (httpd.id, Some(base.id), 1)
+    );
+    assert!(plan.no_effect.is_empty(), "{plan:?}");
+
+    // An update nothing holds an older version of has no effect.
+    let plan = h
+        .client
+        .rebuild_plan(&["openssl-1:3.0.8-1.fc40.x86_64".to_string()])
+        .await
+        .unwrap();
+    assert!(plan.batches.is_empty(), "{plan:?}");
+    assert_eq!(plan.no_effect, vec!["openssl-1:3.0.8-1.fc40.x86_64"]);
+
+    h.client
+        .set_tag(TAG, &TagSettings { autorebuild: false })
+        .await
+        .unwrap();
+    let plan = h.client.rebuild_plan(&update).await.unwrap();
+    assert!(plan.batches.is_empty(), "{plan:?}");
+    // A dry run records nothing.
+    assert!(
+        h.client
+            .rebuild_events(&RebuildEventFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn the_lineage_of_a_parent_and_its_children() {
+    let h = real_hub().await;
+    let base = h.base().await;
+    let httpd = h.child("fedora/httpd", &base, 'e').await;
+    let nginx = h.child("fedora/nginx", &base, 'f').await;
+    assert_eq!(httpd.parent_build_id, Some(base.id));
+
+    let l = h.client.lineage(&nvr_of(&httpd)).await.unwrap();
+    assert_eq!(l.build.id, httpd.id);
+    assert_eq!(l.build.state, BuildState::Complete);
+    assert_eq!(
+        l.ancestors.iter().map(|b| b.id).collect::<Vec<_>>(),
+        vec![base.id]
+    );
+    assert!(l.children.is_empty());
+
+    let l = h.client.lineage(&base.id.to_string()).await.unwrap();
+    assert!(l.ancestors.is_empty());
+    let mut kids: Vec<(i64, Option<String>)> = l
+        .children
+        .iter()
+        .map(|n| (n.build.id, n.build.nvr.clone()))
+        .collect();
+    kids.sort();
+    assert_eq!(
+        kids,
+        vec![
+            (httpd.id, Some("httpd-container-1-1".into())),
+            (nginx.id, Some("nginx-container-1-1".into()))
+        ]
+    );
+    assert_eq!(l.children[0].build.parent_build_id, Some(base.id));
+
+    let err = h.client.lineage("nothing-1-1").await.unwrap_err();
+    assert_eq!(err.status(), Some(404));
+}
+
+#[tokio::test]
+async fn rebuild_events_are_listed_and_shown_with_their_items() {
+    let h = real_hub().await;
+    let base = h.base().await;
+    h.client
+        .set_tag(TAG, &TagSettings { autorebuild: true })
+        .await
+        .unwrap();
+    let answer = h
+        .client
+        .package_update(&PackageUpdate {
+            packages: vec!["openssl-1:3.0.9-2.fc40.x86_64".into()],
+            repo: None,
+        })
+        .await
+        .unwrap();
+    let id = answer.event.id;
+    let nothing = h
+        .client
+        .package_update(&PackageUpdate {
+            packages: vec!["bash-5.2.26-3.fc40.x86_64".into()],
+            repo: None,
+        })
+        .await
+        .unwrap();
+
+    // One pass of the coordinator plans both and submits the rebuild.
+    kiln_hub::rebuild::pass(&h.hub).await.unwrap();
+
+    let all = h
+        .client
+        .rebuild_events(&RebuildEventFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![nothing.event.id, id],
+        "newest first"
+    );
+    let running = h
+        .client
+        .rebuild_events(&RebuildEventFilter {
+            state: Some("running".into()),
+            limit: Some(10),
+        })
+        .await
+        .unwrap();
+    assert_eq!(running.len(), 1, "{running:?}");
+    assert_eq!(running[0].id, id);
+    let no_effect = h
+        .client
+        .rebuild_events(&RebuildEventFilter {
+            state: Some("no-effect".into()),
+            limit: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(no_effect.len(), 1, "{no_effect:?}");
+    assert_eq!(no_effect[0].id, nothing.event.id);
+    let one = h
+        .client
+        .rebuild_events(&RebuildEventFilter {
+            state: None,
+            limit: Some(1),
+        })
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1);
+    let err = h
+        .client
+        .rebuild_events(&RebuildEventFilter {
+            state: Some("bogus".into()),
+            limit: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(400));
+    assert!(err.to_string().contains("no-effect"), "{err}");
+
+    let info = h.client.rebuild_event(id).await.unwrap();
+    assert_eq!(info.event.state, RebuildEventState::Running);
+    assert_eq!(info.items.len(), 1, "{info:?}");
+    let item = &info.items[0];
+    assert_eq!(item.item.original_build_id, base.id);
+    assert_eq!(item.original_nvr.as_deref(), Some("base-container-40-1"));
+    assert_eq!(item.item.repository, "base-container");
+    assert_eq!(item.item.state, RebuildItemState::Building);
+    assert_eq!(item.item.attempts, 1);
+    assert!(!item.item.reasons.is_empty());
+    // The rebuild is queued: no NVR until a worker reads its Dockerfile.
+    let rebuild = item.item.build_id.unwrap();
+    assert_ne!(rebuild, base.id);
+    assert_eq!(item.build_state, Some(BuildState::Queued));
+    assert_eq!(item.build_nvr, None);
+    let queued = h.client.get_build(&rebuild.to_string()).await.unwrap();
+    assert!(queued.no_cache);
+    assert_eq!(queued.rebuild_item_id, Some(item.item.id));
+
+    let err = h.client.rebuild_event(id + 100).await.unwrap_err();
+    assert_eq!(err.status(), Some(404));
 }

@@ -184,6 +184,7 @@ on_both!(
     events_since_an_id,
     restart_keeps_everything,
     components_targets_users_tokens,
+    rebuild_events_items_and_the_content_index,
 );
 
 async fn seed(db: &Db) {
@@ -210,6 +211,7 @@ async fn seed(db: &Db) {
         }],
         dest_tag: "f40-candidate".into(),
         registry: "127.0.0.1:5000".into(),
+        autorebuild: true,
     })
     .await
     .unwrap();
@@ -226,6 +228,9 @@ fn request(scratch: bool) -> NewBuild {
         isolated: false,
         release_override: None,
         max_attempts: 3,
+        no_cache: false,
+        parent_pin: None,
+        rebuild_item_id: None,
     }
 }
 
@@ -1124,4 +1129,228 @@ async fn components_targets_users_tokens(t: &mut TestDb) {
         db.create_token("ghost", "x").await,
         Err(DbError::NotFound { what: "user", .. })
     ));
+}
+
+async fn rebuild_events_items_and_the_content_index(t: &mut TestDb) {
+    use kiln_hub::db::NewRebuildEvent;
+    use kiln_hub::domain::cascade::{NewItem, ParentLink};
+    use kiln_hub::model::{RebuildEventState, RebuildItemState, RebuildTrigger};
+
+    let db = &t.db;
+    seed(db).await;
+    let mut libs = rpm("openssl-libs", "3.1");
+    libs.source = Some("openssl-3.1-1.fc40.src.rpm".into());
+    let first = complete_one(db, "1", "sha256:a", vec![libs.clone()]).await;
+    let second = complete_one(db, "2", "sha256:b", vec![libs.clone(), rpm("bash", "5.2")]).await;
+
+    // The content index: latest per name on the opted-in tag, packages by
+    // binary or source name.
+    assert_eq!(db.autorebuild_tags().await.unwrap(), ["f40-candidate"]);
+    let latest = db.latest_tagged(None).await.unwrap();
+    assert_eq!(latest.len(), 1, "{latest:?}");
+    assert_eq!(latest[0].build_id, second.id);
+    assert_eq!(latest[0].repository, "httpd-container");
+    let ids = std::collections::HashSet::from([first.id, second.id]);
+    let by_source = db.packages_named(&ids, &["openssl".into()]).await.unwrap();
+    assert_eq!(by_source[&second.id], vec![libs.clone()]);
+    assert_eq!(by_source[&first.id], vec![libs.clone()]);
+    let nodes = db.autorebuild_images(&["bash".into()]).await.unwrap();
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0].packages, vec![rpm("bash", "5.2")]);
+    assert_eq!(
+        db.replaced_build(&second).await.unwrap(),
+        Some((first.id, "f40-candidate".to_string()))
+    );
+    assert!(db.children_of(first.id).await.unwrap().is_empty());
+    db.set_tag_autorebuild("other", true).await.unwrap();
+    let tags = db.list_tag_info().await.unwrap();
+    assert!(tags.iter().any(|t| t.name == "other" && t.autorebuild));
+
+    // Events are recorded once per key.
+    let new_event = |key: &str| NewRebuildEvent {
+        trigger: RebuildTrigger::PackageUpdate,
+        updates: vec!["bash-5.3-1.x86_64".into()],
+        repo: None,
+        trigger_build_id: None,
+        replaced_build_id: None,
+        submitter: "alice".into(),
+        dedup_key: key.into(),
+    };
+    let (ev, created) = db.create_rebuild_event(&new_event("k1")).await.unwrap();
+    assert!(created);
+    assert_eq!(ev.state, RebuildEventState::Pending);
+    let (again, created) = db.create_rebuild_event(&new_event("k1")).await.unwrap();
+    assert!(!created);
+    assert_eq!(again.id, ev.id);
+
+    // Admission turns the plan into linked items, once.
+    let waiting = |parent| NewItem {
+        original_build_id: second.id,
+        repository: "httpd-container".into(),
+        depth: 0,
+        parent,
+        reasons: vec!["directly affected".into()],
+        expect: vec!["bash-5.3-1.x86_64".into()],
+        state: RebuildItemState::Waiting,
+        coalesced_into: None,
+        message: None,
+    };
+    let items = [waiting(ParentLink::None), waiting(ParentLink::New(0))];
+    assert!(
+        db.admit_rebuild_event(ev.id, &items, &[], RebuildEventState::Running, "2 images")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.admit_rebuild_event(ev.id, &items, &[], RebuildEventState::Running, "again")
+            .await
+            .unwrap()
+    );
+    let stored = db.rebuild_items(ev.id).await.unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[1].parent_item_id, Some(stored[0].id));
+    assert_eq!(stored[0].expect, ["bash-5.3-1.x86_64"]);
+
+    // A second event coalesced into the first's waiting item.
+    let (ev2, _) = db.create_rebuild_event(&new_event("k2")).await.unwrap();
+    let coalesced = NewItem {
+        state: RebuildItemState::Coalesced,
+        coalesced_into: Some(stored[1].id),
+        ..waiting(ParentLink::None)
+    };
+    let more = kiln_hub::domain::cascade::Coalesce {
+        item_id: stored[1].id,
+        reasons: vec!["also this".into()],
+        expect: vec!["zlib-2-1.x86_64".into()],
+    };
+    assert!(
+        db.admit_rebuild_event(
+            ev2.id,
+            &[coalesced],
+            &[more],
+            RebuildEventState::Running,
+            "1"
+        )
+        .await
+        .unwrap()
+    );
+    let target_item = db.get_rebuild_item(stored[1].id).await.unwrap();
+    assert_eq!(target_item.expect, ["bash-5.3-1.x86_64", "zlib-2-1.x86_64"]);
+
+    // Starting is compare-and-set, with the build in the same transaction.
+    let mut req = request(false);
+    req.no_cache = true;
+    req.parent_pin = Some("127.0.0.1:5000/base@sha256:p".into());
+    let build = db
+        .start_rebuild_item(stored[0].id, RebuildItemState::Waiting, None, &req)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(build.rebuild_item_id, Some(stored[0].id));
+    assert!(build.no_cache);
+    assert_eq!(build.parent_pin, req.parent_pin);
+    assert!(
+        db.start_rebuild_item(stored[0].id, RebuildItemState::Waiting, None, &req)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let started = db.get_rebuild_item(stored[0].id).await.unwrap();
+    assert_eq!(
+        (started.state, started.attempts, started.build_id),
+        (RebuildItemState::Building, 1, Some(build.id))
+    );
+    // A retry names the failed attempt's build.
+    let retry = db
+        .start_rebuild_item(
+            stored[0].id,
+            RebuildItemState::Building,
+            Some(build.id),
+            &req,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(db.get_rebuild_item(stored[0].id).await.unwrap().attempts, 2);
+
+    // Finishing an item finishes what was coalesced into it.
+    assert!(
+        db.finish_rebuild_item(stored[0].id, RebuildItemState::Complete, Some("done"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !db.finish_rebuild_item(stored[0].id, RebuildItemState::Failed, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        db.finish_rebuild_item(stored[1].id, RebuildItemState::Held, Some("parent failed"))
+            .await
+            .unwrap()
+    );
+    let mirrored = db.rebuild_items(ev2.id).await.unwrap();
+    assert_eq!(mirrored[0].state, RebuildItemState::Held);
+    assert!(db.unfinished_rebuild_items().await.unwrap().is_empty());
+    assert!(
+        db.finish_rebuild_event(ev.id, RebuildEventState::Failed, "1 rebuilt, 1 held back")
+            .await
+            .unwrap()
+    );
+    let failed = db
+        .list_rebuild_events(Some(RebuildEventState::Failed), 10)
+        .await
+        .unwrap();
+    assert_eq!(failed.iter().map(|e| e.id).collect::<Vec<_>>(), [ev.id]);
+    assert_eq!(
+        db.rebuild_events_in(RebuildEventState::Running)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        db.get_rebuild_event(ev.id)
+            .await
+            .unwrap()
+            .message
+            .as_deref(),
+        Some("1 rebuilt, 1 held back")
+    );
+    assert!(retry.id > build.id);
+
+    // The watcher's snapshot and its event commit together, once.
+    let url = "http://127.0.0.1:1/repo";
+    assert_eq!(
+        db.autorebuild_repos().await.unwrap(),
+        ["http://127.0.0.1:8080/repo"]
+    );
+    assert!(db.repo_snapshot(url).await.unwrap().is_none());
+    let mut watched = new_event("repo:x:1");
+    watched.trigger = RebuildTrigger::RepoWatch;
+    watched.repo = Some(url.into());
+    let (e, created) = db
+        .record_repo_poll(url, Some("{\"a\":1}"), None, Some(&watched))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(created);
+    assert_eq!(e.repo.as_deref(), Some(url));
+    assert_eq!(
+        db.repo_snapshot(url).await.unwrap().as_deref(),
+        Some("{\"a\":1}")
+    );
+    let (_, created) = db
+        .record_repo_poll(url, Some("{}"), None, Some(&watched))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!created);
+    assert!(
+        db.record_repo_poll(url, None, Some("HTTP 500"), None)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(db.repo_snapshot(url).await.unwrap().as_deref(), Some("{}"));
 }

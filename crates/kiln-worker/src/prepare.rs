@@ -631,8 +631,10 @@ pub fn render_repo(repo: &RepoSpec) -> Result<String, Error> {
     {
         return Err(invalid("baseurl must be one URL without spaces"));
     }
+    // metadata_expire=0: a base layer may carry dnf's metadata cache from
+    // an earlier build, and a rebuild exists because the repository changed.
     Ok(format!(
-        "[{name}]\nname={name}\nbaseurl={url}\nenabled=1\ngpgcheck={gpg}\n",
+        "[{name}]\nname={name}\nbaseurl={url}\nenabled=1\ngpgcheck={gpg}\nmetadata_expire=0\n",
         name = repo.name,
         url = repo.baseurl,
         gpg = u8::from(repo.gpgcheck),
@@ -706,13 +708,13 @@ mod tests {
         assert_eq!(
             render_repo(&repo).unwrap(),
             "[fedora-40_build:x86]\nname=fedora-40_build:x86\n\
-             baseurl=http://127.0.0.1:8080/repo/$basearch/\nenabled=1\ngpgcheck=0\n"
+             baseurl=http://127.0.0.1:8080/repo/$basearch/\nenabled=1\ngpgcheck=0\nmetadata_expire=0\n"
         );
         let signed = RepoSpec {
             gpgcheck: true,
             ..repo.clone()
         };
-        assert!(render_repo(&signed).unwrap().ends_with("gpgcheck=1\n"));
+        assert!(render_repo(&signed).unwrap().contains("gpgcheck=1\n"));
         for bad in ["", ".hidden", "a/b", "a b", "x]\n[y"] {
             let r = RepoSpec {
                 name: bad.into(),

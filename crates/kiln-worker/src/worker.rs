@@ -511,6 +511,12 @@ impl Job<'_> {
             ));
         }
 
+        // An automatic rebuild builds on its new parent's exact digest.
+        let mut base_pins = BTreeMap::new();
+        if let (Some(from), Some(pin)) = (&prepared.parent, &build.parent_pin) {
+            log(&format!("FROM {from} pinned to {pin}"));
+            base_pins.insert(from.clone(), pin.clone());
+        }
         let options = BuildOptions {
             context: src.clone(),
             dockerfile: Some(injected.dockerfile.clone()),
@@ -519,7 +525,7 @@ impl Job<'_> {
             labels: BTreeMap::new(),
             target: None,
             network: kiln_build::Network::Host,
-            no_cache: false,
+            no_cache: build.no_cache,
             // The parent is resolved at the registry on every build (as
             // koji does), so its recorded digest is the one built on.
             pull: PullPolicy::Always,
@@ -541,6 +547,7 @@ impl Job<'_> {
                     readonly: true,
                 })
                 .collect(),
+            base_pins,
         };
         let result = kiln_build::build(options, self.progress.clone())
             .await

@@ -348,11 +348,11 @@ fn repo_files_for_run_mounts() {
     assert_eq!(mounts[0].source, out.join("kiln-target.repo"));
     assert_eq!(
         fs::read_to_string(&mounts[0].source).unwrap(),
-        "[kiln-target]\nname=kiln-target\nbaseurl=http://127.0.0.1:8000/repo/\nenabled=1\ngpgcheck=0\n"
+        "[kiln-target]\nname=kiln-target\nbaseurl=http://127.0.0.1:8000/repo/\nenabled=1\ngpgcheck=0\nmetadata_expire=0\n"
     );
     let updates = fs::read_to_string(&mounts[1].source).unwrap();
     assert!(updates.contains("baseurl=https://mirror.example/updates/$releasever/$basearch/\n"));
-    assert!(updates.ends_with("gpgcheck=1\n"));
+    assert!(updates.contains("gpgcheck=1\n"));
 
     let dup = [repos[0].clone(), repos[0].clone()];
     let err = prepare::write_repo_files(&dup, &dir.path().join("dup")).unwrap_err();

@@ -475,6 +475,10 @@ fn assignment(task: i64, url: &Path, reference: &str, registry: &str) -> Assignm
             tags: vec![],
             packages: vec![],
             reason: None,
+            no_cache: false,
+            parent_pin: None,
+            autorebuild: None,
+            rebuild_item_id: None,
             created_at: "2024-05-01T12:00:00Z".into(),
             started_at: None,
             completed_at: None,
@@ -489,6 +493,7 @@ fn assignment(task: i64, url: &Path, reference: &str, registry: &str) -> Assignm
             }],
             dest_tag: "t1-candidate".into(),
             registry: registry.into(),
+            autorebuild: false,
         },
     }
 }

@@ -61,6 +61,10 @@ pub struct BuildArgs {
     /// The builder's store (layers, blobs, build cache).
     #[arg(long, env = "KILN_BUILD_ROOT")]
     root: Option<PathBuf>,
+    /// Build on another image wherever FROM, COPY --from or RUN
+    /// --mount=from names NAME: NAME=docker-image://REF (repeatable).
+    #[arg(long = "build-context", value_name = "NAME=docker-image://REF")]
+    build_contexts: Vec<String>,
     /// Print only the image digest on stdout at the end (progress still goes to stderr).
     #[arg(short, long)]
     quiet: bool,
@@ -100,6 +104,48 @@ fn key_values(
         }
     }
     Ok(map)
+}
+
+/// The one `--build-context` source kiln has: an image in a registry.
+const DOCKER_IMAGE: &str = "docker-image://";
+
+/// `--build-context NAME=docker-image://REF` values → `base_pins`.
+fn build_contexts(items: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut pins = BTreeMap::new();
+    for item in items {
+        let (name, reference) = build_context(item)?;
+        if pins.insert(name.clone(), reference).is_some() {
+            bail!("--build-context {name}= is given twice");
+        }
+    }
+    Ok(pins)
+}
+
+fn build_context(item: &str) -> Result<(String, String)> {
+    let form = format!("use NAME={DOCKER_IMAGE}REF");
+    let Some((name, source)) = item.split_once('=') else {
+        bail!("--build-context {item:?}: expected NAME={DOCKER_IMAGE}REF");
+    };
+    if name.is_empty() {
+        bail!("--build-context {item:?}: the NAME before '=' is empty; {form}");
+    }
+    if source.is_empty() {
+        bail!("--build-context {item:?}: nothing follows '='; {form}");
+    }
+    let Some(reference) = source.strip_prefix(DOCKER_IMAGE) else {
+        match source.split_once("://") {
+            Some((scheme, _)) => {
+                bail!("--build-context {item:?}: {scheme}:// sources are not supported; {form}")
+            }
+            None => bail!(
+                "--build-context {item:?}: local directories are not supported, only images; {form}"
+            ),
+        }
+    };
+    if reference.is_empty() {
+        bail!("--build-context {item:?}: the image reference after {DOCKER_IMAGE} is empty");
+    }
+    Ok((name.to_string(), reference.to_string()))
 }
 
 pub async fn run(args: BuildArgs) -> Result<()> {
@@ -148,6 +194,7 @@ pub async fn run(args: BuildArgs) -> Result<()> {
             args: vec![HELPER_SUBCOMMAND.to_string()],
         },
         run_mounts: args.volumes,
+        base_pins: build_contexts(&args.build_contexts)?,
     };
     anyhow::ensure!(
         opts.context.is_dir(),
@@ -181,5 +228,70 @@ pub fn maybe_helper() -> Option<i32> {
             eprintln!("kiln {HELPER_SUBCOMMAND}: unknown mode {other:?}");
             Some(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(item: &str) -> String {
+        build_context(item).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn build_contexts_take_images() {
+        assert_eq!(
+            build_context(
+                "127.0.0.1:8080/base/foo:latest=docker-image://127.0.0.1:8080/base/foo@sha256:ab"
+            )
+            .unwrap(),
+            (
+                "127.0.0.1:8080/base/foo:latest".to_string(),
+                "127.0.0.1:8080/base/foo@sha256:ab".to_string()
+            )
+        );
+        let items = [
+            "a=docker-image://x".to_string(),
+            "b=docker-image://y:1".to_string(),
+        ];
+        let pins = build_contexts(&items).unwrap();
+        assert_eq!(pins.get("a").map(String::as_str), Some("x"));
+        assert_eq!(pins.get("b").map(String::as_str), Some("y:1"));
+        assert!(build_contexts(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_build_contexts_name_the_flag_and_the_form() {
+        let cases = [
+            ("busybox", "expected NAME=docker-image://REF"),
+            ("=docker-image://x", "the NAME before '=' is empty"),
+            (
+                "a=docker-image://",
+                "the image reference after docker-image:// is empty",
+            ),
+            (
+                "a=oci-layout://./layout",
+                "oci-layout:// sources are not supported",
+            ),
+            (
+                "a=https://example.com/ctx.tar",
+                "https:// sources are not supported",
+            ),
+            ("a=./dir", "local directories are not supported"),
+            ("a=", "nothing follows '='"),
+        ];
+        for (item, needle) in cases {
+            let e = err(item);
+            assert!(e.starts_with("--build-context "), "{item}: {e}");
+            assert!(e.contains(needle), "{item}: {e}");
+            assert!(e.contains("docker-image://"), "{item}: {e}");
+        }
+        let twice = [
+            "a=docker-image://x".to_string(),
+            "a=docker-image://y".to_string(),
+        ];
+        let e = build_contexts(&twice).unwrap_err().to_string();
+        assert!(e.contains("--build-context a= is given twice"), "{e}");
     }
 }

@@ -1,6 +1,7 @@
 //! The commands that talk to a hub: `kiln container-build`, `watch-logs`,
 //! `build-info`, `list-builds`, `cancel`, tags, targets, components, `login`
-//! and `whoami`. Each is one or two calls of the hub's REST API
+//! and `whoami` (the automatic-rebuild commands are in `rebuild_cmd`). Each
+//! is one or two calls of the hub's REST API
 //! ([`kiln_hub::client`]); what they print is plain and stable so scripts
 //! can read it (tables with one record a line, `--json` for the records).
 
@@ -117,6 +118,9 @@ pub struct ContainerBuildArgs {
     /// With --isolated: the release to build.
     #[arg(long, requires = "isolated")]
     pub release: Option<String>,
+    /// Build without the layer cache (every RUN runs again).
+    #[arg(long)]
+    pub no_cache: bool,
     /// Print the build id and return without waiting.
     #[arg(long)]
     pub nowait: bool,
@@ -158,6 +162,10 @@ pub struct AddTargetArgs {
     /// A package repository injected into builds: NAME=BASEURL (repeatable).
     #[arg(long = "repo", value_parser = parse_repo)]
     pub repos: Vec<RepoSpec>,
+    /// Rebuild the latest images on the destination tag when a package in
+    /// them or their parent image is updated (the hub polls --repo).
+    #[arg(long)]
+    pub autorebuild: bool,
 }
 
 /// Runs one command; the exit code: 0 done, 1 a build failed or was
@@ -171,22 +179,27 @@ pub async fn run(args: HubArgs, cmd: HubCommand) -> Result<i32> {
     }
 }
 
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
+pub(crate) fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<io::Error>()
             .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
     })
 }
 
-async fn run_command(args: HubArgs, cmd: HubCommand) -> Result<i32> {
-    if let HubCommand::Login = cmd {
-        return login(&args).await;
-    }
+/// The client of `--hub` with `--token`, else the stored token.
+pub(crate) fn connect(args: &HubArgs) -> Result<HubClient> {
     let token = match args.token.clone().filter(|t| !t.is_empty()) {
         Some(t) => Some(t),
         None => stored_token()?,
     };
-    let client = HubClient::new(&args.hub, token)?;
+    Ok(HubClient::new(&args.hub, token)?)
+}
+
+async fn run_command(args: HubArgs, cmd: HubCommand) -> Result<i32> {
+    if let HubCommand::Login = cmd {
+        return login(&args).await;
+    }
+    let client = connect(&args)?;
     // Locked only once the answer is in: a lock held across an await would
     // block the log follower's writes.
     let out = || io::stdout().lock();
@@ -251,6 +264,7 @@ async fn run_command(args: HubArgs, cmd: HubCommand) -> Result<i32> {
                     repos: a.repos,
                     dest_tag: a.dest_tag,
                     registry: a.registry,
+                    autorebuild: a.autorebuild,
                 })
                 .await?;
             out().write_all(targets_table(std::slice::from_ref(&t)).as_bytes())?;
@@ -349,6 +363,7 @@ async fn container_build(client: &HubClient, a: ContainerBuildArgs) -> Result<i3
             scratch: a.scratch,
             isolated: a.isolated,
             release: a.release,
+            no_cache: a.no_cache,
         })
         .await?;
     if a.nowait {
@@ -469,7 +484,7 @@ async fn resolve_id(client: &HubClient, build: &str) -> Result<i64> {
 
 // -------------------------------------------------------------- output --
 
-fn or_dash(s: &str) -> &str {
+pub(crate) fn or_dash(s: &str) -> &str {
     if s.is_empty() { "-" } else { s }
 }
 
@@ -484,7 +499,7 @@ fn print_builds(out: &mut impl Write, builds: &[Build], json: bool) -> Result<()
 
 /// Columns padded to their widest cell, separated by two spaces, no
 /// trailing blanks.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -557,6 +572,7 @@ fn targets_table(targets: &[Target]) -> String {
                 t.name.clone(),
                 t.registry.clone(),
                 t.dest_tag.clone(),
+                if t.autorebuild { "yes" } else { "no" }.to_string(),
                 or_dash(&t.allowed_parents.join(",")).to_string(),
                 or_dash(
                     &t.repos
@@ -570,7 +586,14 @@ fn targets_table(targets: &[Target]) -> String {
         })
         .collect();
     table(
-        &["NAME", "REGISTRY", "DEST-TAG", "ALLOWED-PARENTS", "REPOS"],
+        &[
+            "NAME",
+            "REGISTRY",
+            "DEST-TAG",
+            "AUTOREBUILD",
+            "ALLOWED-PARENTS",
+            "REPOS",
+        ],
         &rows,
     )
 }
@@ -658,8 +681,17 @@ fn build_info(b: &Build) -> String {
             s
         }
     };
+    lines.push(("Parent", parent));
+    if let Some(pin) = &b.parent_pin {
+        lines.push(("Pinned to", pin.clone()));
+    }
+    if b.no_cache {
+        lines.push(("Cache", "not used".into()));
+    }
+    if let Some(item) = b.rebuild_item_id {
+        lines.push(("Rebuild", format!("automatic (rebuild item {item})")));
+    }
     lines.extend([
-        ("Parent", parent),
         (
             "Manifest",
             b.manifest_digest.clone().unwrap_or_else(|| "-".into()),
@@ -897,7 +929,7 @@ mod tests {
             panic!("{:?}", cli.cmd)
         };
         assert_eq!(a.target.as_deref(), Some("f40"));
-        assert!(a.isolated && a.nowait && !a.scratch);
+        assert!(a.isolated && a.nowait && !a.scratch && !a.no_cache);
         assert_eq!(a.release.as_deref(), Some("5"));
         assert_eq!(
             a.source.as_deref(),
@@ -909,6 +941,15 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!((a.source, a.target), (None, None));
+
+        let a = match parse(&["container-build", "--no-cache", "--nowait"])
+            .unwrap()
+            .cmd
+        {
+            HubCommand::ContainerBuild(a) => a,
+            other => panic!("{other:?}"),
+        };
+        assert!(a.no_cache && a.nowait);
     }
 
     #[test]
@@ -988,6 +1029,44 @@ mod tests {
         for bad in ["noequals", "=http://x/", "a b=http://x/", "x=/srv/repo"] {
             assert!(parse_repo(bad).is_err(), "{bad}");
         }
+        assert!(!a.autorebuild);
+        let cli = parse(&[
+            "add-target",
+            "f40",
+            "--registry",
+            "r:1",
+            "--dest-tag",
+            "f40-candidate",
+            "--autorebuild",
+        ])
+        .unwrap();
+        let HubCommand::AddTarget(a) = cli.cmd else {
+            panic!("{:?}", cli.cmd)
+        };
+        assert!(a.autorebuild);
+    }
+
+    #[test]
+    fn the_targets_table_shows_autorebuild() {
+        let t = |name: &str, autorebuild: bool| Target {
+            name: name.into(),
+            allowed_parents: vec![],
+            repos: vec![RepoSpec {
+                name: "updates".into(),
+                baseurl: "http://repo/u".into(),
+                gpgcheck: false,
+            }],
+            dest_tag: format!("{name}-candidate"),
+            registry: "r:1".into(),
+            autorebuild,
+        };
+        let text = targets_table(&[t("f40", true), t("f41", false)]);
+        assert_eq!(
+            text,
+            "NAME  REGISTRY  DEST-TAG       AUTOREBUILD  ALLOWED-PARENTS  REPOS\n\
+             f40   r:1       f40-candidate  yes          -                updates=http://repo/u\n\
+             f41   r:1       f41-candidate  no           -                updates=http://repo/u\n"
+        );
     }
 
     #[test]
@@ -1019,6 +1098,7 @@ mod tests {
             repos: vec![],
             dest_tag: "d".into(),
             registry: "r".into(),
+            autorebuild: false,
         };
         assert_eq!(only_target(&[t("a")]), Ok("a".to_string()));
         assert!(only_target(&[]).unwrap_err().contains("add-target"));
@@ -1113,6 +1193,10 @@ mod tests {
                 },
             ],
             reason: None,
+            no_cache: false,
+            parent_pin: None,
+            autorebuild: None,
+            rebuild_item_id: None,
             created_at: "2025-01-01T00:00:00Z".into(),
             started_at: Some("2025-01-01T00:00:01Z".into()),
             completed_at: Some("2025-01-01T00:01:00Z".into()),
@@ -1138,6 +1222,23 @@ mod tests {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
         assert!(!text.lines().any(|l| l.ends_with(' ')), "{text}");
+        assert!(
+            !text.contains("Rebuild:") && !text.contains("Cache:"),
+            "{text}"
+        );
+
+        let mut rebuild = sample();
+        rebuild.no_cache = true;
+        rebuild.parent_pin = Some("127.0.0.1:8080/base@sha256:feed".into());
+        rebuild.rebuild_item_id = Some(4);
+        let text = build_info(&rebuild);
+        for want in [
+            "Pinned to: 127.0.0.1:8080/base@sha256:feed\n",
+            "Cache:     not used\n",
+            "Rebuild:   automatic (rebuild item 4)\n",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod build_cmd;
 mod hub_cmd;
+mod rebuild_cmd;
 mod serve_cmd;
 mod worker_cmd;
 
@@ -43,6 +44,8 @@ enum Command {
     Worker(worker_cmd::WorkerArgs),
     #[command(flatten)]
     Client(hub_cmd::HubCommand),
+    #[command(flatten)]
+    Rebuild(rebuild_cmd::RebuildCommand),
 }
 
 #[derive(Subcommand)]
@@ -191,6 +194,13 @@ async fn async_main() -> Result<()> {
         }
         Command::Client(cmd) => {
             let code = hub_cmd::run(cli.hub, cmd).await?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
+        Command::Rebuild(cmd) => {
+            let code = rebuild_cmd::run(cli.hub, cmd).await?;
             if code != 0 {
                 std::process::exit(code);
             }

@@ -30,6 +30,14 @@ pub struct HubServeArgs {
     /// Seconds a worker's claim holds without a heartbeat.
     #[arg(long, default_value_t = 60)]
     pub lease_secs: u64,
+    /// Seconds between polls of the package repositories of targets that
+    /// take automatic rebuilds (0: no watcher; updates come through
+    /// `kiln package-update` only).
+    #[arg(long, default_value_t = 60)]
+    pub repo_poll_secs: u64,
+    /// Builds an automatic rebuild of one image may take before it fails.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=10))]
+    pub rebuild_attempts: u32,
 }
 
 #[derive(clap::Args)]
@@ -59,12 +67,14 @@ async fn open_hub(args: &HubServeArgs) -> Result<Arc<Hub>> {
     let config = HubConfig {
         lease_secs: args.lease_secs,
         auth_required: args.auth,
+        repo_poll_secs: args.repo_poll_secs,
+        rebuild_attempts: args.rebuild_attempts,
         ..HubConfig::default()
     };
     if args.auth {
         bootstrap_admin(&db, &hub_dir).await?;
     }
-    Ok(Arc::new(Hub { db, logs, config }))
+    Ok(Arc::new(Hub::new(db, logs, config)))
 }
 
 /// With auth on, the first start creates the admin `admin` and writes its
@@ -109,6 +119,7 @@ async fn default_target(db: &Db, registry: &str) -> Result<()> {
                 repos: Vec::new(),
                 dest_tag: "default-candidate".to_string(),
                 registry: registry.to_string(),
+                autorebuild: false,
             })
             .await?;
             Ok(())
@@ -117,12 +128,20 @@ async fn default_target(db: &Db, registry: &str) -> Result<()> {
     }
 }
 
+/// The hub's background work: lease reaping, the rebuild coordinator and
+/// the package repository watcher.
+fn spawn_background(hub: &Arc<Hub>) {
+    spawn_reaper(hub.clone());
+    kiln_hub::rebuild::spawn_rebuilder(hub.clone());
+    kiln_hub::rebuild::spawn_repo_watcher(hub.clone());
+}
+
 pub async fn hub_serve(
     args: HubServeArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let hub = open_hub(&args).await?;
-    spawn_reaper(hub.clone());
+    spawn_background(&hub);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -153,7 +172,7 @@ pub async fn serve(
         .with_context(|| format!("listening on {}", args.hub.listen))?;
     let addr = listener.local_addr()?;
     default_target(&hub.db, &addr.to_string()).await?;
-    spawn_reaper(hub.clone());
+    spawn_background(&hub);
     let app = registry_routes.merge(router(hub));
     eprintln!(
         "kiln listening on http://{addr}: registry /v2/, API /api/v1/ ({} worker{}; data in {})",

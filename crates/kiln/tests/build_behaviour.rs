@@ -1493,3 +1493,147 @@ fn volumes_reach_run_steps_but_no_layer() -> Result<()> {
     ensure!(summary(&changed.stderr)? == (0, 1), "{}", changed.stderr);
     Ok(())
 }
+
+// --- pinned base images (--build-context NAME=docker-image://REF) ---
+
+/// The layer digests of a pushed manifest.
+fn layer_digests(manifest: &Value) -> Result<Vec<String>> {
+    manifest["layers"]
+        .as_array()
+        .context("manifest without layers")?
+        .iter()
+        .map(|l| {
+            l["digest"]
+                .as_str()
+                .map(str::to_owned)
+                .context("layer without digest")
+        })
+        .collect()
+}
+
+/// How automatic rebuilds build a child on its parent's new digest: the
+/// Dockerfile names `busybox:latest`, the pin puts another image (by
+/// digest) in its place for FROM and for `COPY --from`.
+#[test]
+fn build_context_pins_a_base_image_to_another_reference() -> Result<()> {
+    let w = World::start()?;
+    let root = w.dir("root")?;
+
+    // The image the pin points at: the base plus /marker, by digest.
+    let parent_ctx = context(
+        &w.dir("parent")?,
+        &format!("FROM {}\nRUN echo pinned-marker > /marker\n", w.base),
+        &[],
+    )?;
+    let parent_repo = unique_repo("pinned-parent");
+    let parent_tag = w.env.registry.image(&parent_repo, "latest");
+    let out = kiln_build(
+        &root,
+        &parent_ctx,
+        &["-q", "-t", &parent_tag, "--push", "--tls-verify=false"],
+        &[],
+    )?
+    .ok()?;
+    let parent_digest = quiet_digest(&out)?;
+    let pinned = format!("{}/{parent_repo}@{parent_digest}", w.env.registry.addr());
+    let parent_manifest = w
+        .env
+        .registry
+        .get_manifest(&parent_repo, &parent_digest)?
+        .json()?;
+    let parent_layers = layer_digests(&parent_manifest)?;
+
+    let child_ctx = context(
+        &w.dir("child")?,
+        &format!(
+            "FROM {base}\nCOPY --from={base} /marker /copied\nRUN cat /marker /copied\n",
+            base = w.base
+        ),
+        &[],
+    )?;
+    // Unpinned, the name is the plain base, which has no /marker.
+    expect_failure(
+        kiln_build(&w.dir("root-unpinned")?, &child_ctx, &[], &[])?,
+        &["/marker"],
+    )?;
+
+    let child_repo = unique_repo("pinned-child");
+    let child_tag = w.env.registry.image(&child_repo, "latest");
+    let pin = format!("{}=docker-image://{pinned}", w.base);
+    let unused = format!("unused.example/nothing:1=docker-image://{pinned}");
+    let out = kiln_build(
+        &root,
+        &child_ctx,
+        &[
+            "-t",
+            &child_tag,
+            "--push",
+            "--tls-verify=false",
+            "--build-context",
+            &pin,
+            "--build-context",
+            &unused,
+        ],
+        &[],
+    )?
+    .ok()?;
+    let using = format!("Using {pinned} for {} (pinned)", w.base);
+    ensure!(
+        out.stderr.lines().filter(|l| l.trim() == using).count() == 2,
+        "expected `{using}` for FROM and COPY --from:\n{}",
+        out.stderr
+    );
+    let markers = out
+        .stderr
+        .lines()
+        .filter(|l| l.trim() == "pinned-marker")
+        .count();
+    ensure!(
+        markers == 2,
+        "RUN cat /marker /copied printed {markers} markers:\n{}",
+        out.stderr
+    );
+    let warning = format!(
+        "[Warning] unused.example/nothing:1 was pinned to {pinned}, \
+         but no stage built uses unused.example/nothing:1"
+    );
+    ensure!(
+        out.stderr.contains(&warning),
+        "no `{warning}`:\n{}",
+        out.stderr
+    );
+    ensure!(
+        !out.stderr
+            .contains(&format!("no stage built uses {}", w.base)),
+        "the used pin was reported unused:\n{}",
+        out.stderr
+    );
+    let child = w.env.registry.get_manifest(&child_repo, "latest")?.json()?;
+    let child_layers = layer_digests(&child)?;
+    ensure!(
+        child_layers.len() > parent_layers.len() && child_layers.starts_with(&parent_layers),
+        "the child's layers {child_layers:?} do not extend the pinned image's {parent_layers:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn build_context_takes_only_images() -> Result<()> {
+    let s = Scratch::new("behaviour-build-context")?;
+    let ctx = context(&s.join("ctx"), "FROM scratch\n", &[])?;
+    let root = s.mkdir("root")?;
+    for (value, needle) in [
+        (
+            "base=oci-layout:///tmp/layout",
+            "oci-layout:// sources are not supported",
+        ),
+        ("base=./dir", "local directories are not supported"),
+        ("base", "expected NAME=docker-image://REF"),
+    ] {
+        expect_failure(
+            kiln_build(&root, &ctx, &["--build-context", value], &[])?,
+            &["--build-context", needle, "NAME=docker-image://REF"],
+        )?;
+    }
+    Ok(())
+}

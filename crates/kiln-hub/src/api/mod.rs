@@ -4,4 +4,5 @@
 pub mod logs;
 pub mod openapi;
 pub mod protocol;
+pub mod rebuilds;
 pub mod server;

@@ -97,6 +97,62 @@ const ROUTES: &[(&str, &str, &str, Option<&str>, &str)] = &[
         None,
         "TagEventList",
     ),
+    (
+        "get",
+        "/api/v1/tags",
+        "List tags and whether their latest images take automatic rebuilds",
+        None,
+        "TagInfoList",
+    ),
+    (
+        "put",
+        "/api/v1/tags/{tag}",
+        "Turn automatic rebuilds of a tag's latest images on or off (admin; creates the tag)",
+        Some("TagSettings"),
+        "TagInfo",
+    ),
+    (
+        "get",
+        "/api/v1/images",
+        "Images holding a package: ?package=NAME[<OP>[E:]V[-R]] (OP one of < <= = >= >), ?tag=, ?all=true for every complete build",
+        None,
+        "ImageMatchList",
+    ),
+    (
+        "get",
+        "/api/v1/builds/{id}/lineage",
+        "A build's ancestors and the tree of builds made FROM it",
+        None,
+        "Lineage",
+    ),
+    (
+        "post",
+        "/api/v1/package-updates",
+        "Report updated packages (admin): a rebuild event (201 new, 200 the same updates reported before)",
+        Some("PackageUpdate"),
+        "PackageUpdateAnswer",
+    ),
+    (
+        "post",
+        "/api/v1/rebuild-plan",
+        "What updated packages would rebuild (dry run; nothing is recorded)",
+        Some("RebuildPlanRequest"),
+        "PlanView",
+    ),
+    (
+        "get",
+        "/api/v1/rebuild-events",
+        "List rebuild events, newest first (state, limit)",
+        None,
+        "RebuildEventList",
+    ),
+    (
+        "get",
+        "/api/v1/rebuild-events/{id}",
+        "A rebuild event and its items",
+        None,
+        "RebuildEventInfo",
+    ),
     ("get", "/api/v1/whoami", "The caller", None, "User"),
     (
         "post",
@@ -178,6 +234,9 @@ pub fn document() -> Value {
                 "default": {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiError"}}}}
             }
         });
+        if *path == "/api/v1/package-updates" {
+            op["responses"]["201"] = json!({"description": "Created", "content": {"application/json": {"schema": schema_ref(response)}}});
+        }
         if let Some(req) = request {
             op["requestBody"] =
                 json!({"content": {"application/json": {"schema": schema_ref(req)}}});
@@ -206,9 +265,9 @@ pub fn document() -> Value {
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
-                "SubmitBuild": obj(&["source", "target", "scratch", "isolated", "release"]),
-                "Build": obj(&["id", "state", "component", "nvr", "source_url", "source_ref", "commit", "target", "owner", "scratch", "isolated", "parent_ref", "parent_digest", "parent_build_id", "manifest_digest", "config_digest", "image_size", "layers", "tags", "packages", "reason", "created_at", "started_at", "completed_at"]),
-                "Target": obj(&["name", "allowed_parents", "repos", "dest_tag", "registry"]),
+                "SubmitBuild": obj(&["source", "target", "scratch", "isolated", "release", "no_cache"]),
+                "Build": obj(&["id", "state", "component", "nvr", "source_url", "source_ref", "commit", "target", "owner", "scratch", "isolated", "parent_ref", "parent_digest", "parent_build_id", "manifest_digest", "config_digest", "image_size", "layers", "tags", "packages", "reason", "no_cache", "parent_pin", "autorebuild", "rebuild_item_id", "created_at", "started_at", "completed_at"]),
+                "Target": obj(&["name", "allowed_parents", "repos", "dest_tag", "registry", "autorebuild"]),
                 "Component": obj(&["name", "git_url", "owners"]),
                 "TagEvent": obj(&["tag", "build_id", "action", "user", "at"]),
                 "User": obj(&["name", "admin"]),
@@ -222,6 +281,20 @@ pub fn document() -> Value {
                 "Completion": obj(&["worker", "manifest_digest", "config_digest", "image_size", "layers", "parent_digest", "tags", "packages"]),
                 "Failure": obj(&["worker", "reason"]),
                 "ApiError": obj(&["error", "message"]),
+                "TagInfo": obj(&["name", "autorebuild"]),
+                "TagSettings": obj(&["autorebuild"]),
+                "ImageMatch": obj(&["build_id", "nvr", "tags", "package"]),
+                "BuildSummary": obj(&["id", "nvr", "state", "parent_build_id", "manifest_digest", "completed_at"]),
+                "LineageNode": obj(&["build", "children"]),
+                "Lineage": obj(&["build", "ancestors", "children"]),
+                "PackageUpdate": obj(&["packages", "repo"]),
+                "PackageUpdateAnswer": obj(&["event", "duplicate"]),
+                "RebuildPlanRequest": obj(&["packages"]),
+                "PlanView": obj(&["batches", "skipped", "no_effect", "cycles"]),
+                "PlannedImage": obj(&["build_id", "nvr", "repository", "tags", "parent_build_id", "depth", "reasons", "skipped"]),
+                "RebuildEvent": obj(&["id", "trigger", "state", "updates", "repo", "trigger_build_id", "replaced_build_id", "submitter", "message", "created_at", "updated_at"]),
+                "RebuildEventInfo": obj(&["event", "items"]),
+                "RebuildItemInfo": obj(&["id", "event_id", "original_build_id", "repository", "depth", "parent_item_id", "reasons", "expect", "state", "build_id", "attempts", "coalesced_into", "message", "created_at", "updated_at", "original_nvr", "build_nvr", "build_state"]),
             }
         },
         "security": [{"bearer": []}],
@@ -238,5 +311,35 @@ mod tests {
         let ops: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
         assert_eq!(ops, super::ROUTES.len());
         assert!(paths["/api/v1/builds/{id}"]["get"]["parameters"][0]["name"] == "id");
+        assert!(paths["/api/v1/tags/{tag}"]["put"]["parameters"][0]["name"] == "tag");
+        assert!(paths["/api/v1/package-updates"]["post"]["responses"]["201"].is_object());
+    }
+
+    /// Every `$ref` in the document names a schema it defines.
+    #[test]
+    fn every_reference_resolves() {
+        fn refs(v: &serde_json::Value, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    if let Some(serde_json::Value::String(r)) = m.get("$ref") {
+                        out.push(r.clone());
+                    }
+                    m.values().for_each(|v| refs(v, out));
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+                _ => {}
+            }
+        }
+        let doc = super::document();
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        assert!(found.iter().any(|r| r.ends_with("/RebuildEvent")));
+        for r in found {
+            let name = r.strip_prefix("#/components/schemas/").unwrap();
+            assert!(
+                doc["components"]["schemas"][name].is_object(),
+                "{r} is not defined"
+            );
+        }
     }
 }

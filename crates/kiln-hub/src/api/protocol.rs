@@ -18,6 +18,9 @@ pub struct SubmitBuild {
     /// With `isolated`: the release to build.
     #[serde(default)]
     pub release: Option<String>,
+    /// Build without the layer cache.
+    #[serde(default)]
+    pub no_cache: bool,
 }
 
 /// `GET /api/v1/builds` filters.
@@ -110,4 +113,137 @@ pub struct Failure {
 pub struct ApiError {
     pub error: String,
     pub message: String,
+}
+
+/// `POST /api/v1/package-updates`: `kiln package-update NEVRA… [--repo R]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageUpdate {
+    /// `name-[E:]V-R.arch`, e.g. `openssl-1:3.0.9-2.fc40.x86_64`.
+    pub packages: Vec<String>,
+    #[serde(default)]
+    pub repo: Option<String>,
+}
+
+/// The event a package update became; `duplicate` when the same updates
+/// were reported before (the earlier event, unchanged).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageUpdateAnswer {
+    pub event: crate::model::RebuildEvent,
+    pub duplicate: bool,
+}
+
+/// `POST /api/v1/rebuild-plan`: what updated packages would rebuild
+/// (`kiln rebuild-plan`, a dry run).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebuildPlanRequest {
+    pub packages: Vec<String>,
+}
+
+/// A plan as the API shows it: batches in build order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanView {
+    pub batches: Vec<Vec<PlannedImage>>,
+    pub skipped: Vec<PlannedImage>,
+    /// Updates no image holds an older version of.
+    pub no_effect: Vec<String>,
+    /// Loops found in the parent records (build ids).
+    pub cycles: Vec<Vec<i64>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedImage {
+    pub build_id: i64,
+    pub nvr: Option<String>,
+    pub repository: String,
+    pub tags: Vec<String>,
+    pub parent_build_id: Option<i64>,
+    pub depth: usize,
+    pub reasons: Vec<String>,
+    /// Why it is not rebuilt (skipped images only).
+    #[serde(default)]
+    pub skipped: Option<String>,
+}
+
+/// `GET /api/v1/rebuild-events/{id}`: `kiln event-info`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebuildEventInfo {
+    pub event: crate::model::RebuildEvent,
+    pub items: Vec<RebuildItemInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebuildItemInfo {
+    #[serde(flatten)]
+    pub item: crate::model::RebuildItem,
+    pub original_nvr: Option<String>,
+    /// The NVR and state of the item's (latest) rebuild build.
+    pub build_nvr: Option<String>,
+    pub build_state: Option<crate::model::BuildState>,
+}
+
+/// `GET /api/v1/images?package=QUERY[&tag=T][&all=true]`: `kiln images-with`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImagesQuery {
+    /// `NAME` or `NAME<OP>[E:]V[-R]` with OP one of `<`, `<=`, `=`, `>=`, `>`.
+    pub package: String,
+    /// Only the latest images on this tag.
+    #[serde(default)]
+    pub tag: Option<String>,
+    /// Every complete build, not only the latest on each tag.
+    #[serde(default)]
+    pub all: Option<bool>,
+}
+
+/// An image holding a package that answers an [`ImagesQuery`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageMatch {
+    pub build_id: i64,
+    pub nvr: String,
+    /// Tags on which the build is the latest of its name (empty with `all`
+    /// for builds that are not).
+    pub tags: Vec<String>,
+    /// The installed package, `name-[E:]V-R.arch`.
+    pub package: String,
+}
+
+/// A build in a lineage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildSummary {
+    pub id: i64,
+    pub nvr: Option<String>,
+    pub state: crate::model::BuildState,
+    pub parent_build_id: Option<i64>,
+    pub manifest_digest: Option<String>,
+    pub completed_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineageNode {
+    pub build: BuildSummary,
+    pub children: Vec<LineageNode>,
+}
+
+/// `GET /api/v1/builds/{id}/lineage`: `kiln lineage`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lineage {
+    pub build: BuildSummary,
+    /// Parent first, then its parent, up to a base image.
+    pub ancestors: Vec<BuildSummary>,
+    /// The builds made FROM this one, and theirs, as a tree.
+    pub children: Vec<LineageNode>,
+}
+
+/// `PUT /api/v1/tags/{tag}`: `kiln edit-tag`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagSettings {
+    pub autorebuild: bool,
+}
+
+/// `GET /api/v1/rebuild-events` filters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebuildEventFilter {
+    #[serde(default)]
+    pub state: Option<String>,
+    #[serde(default)]
+    pub limit: Option<u32>,
 }

@@ -38,6 +38,12 @@ pub struct HubConfig {
     /// token.
     pub auth_required: bool,
     pub access: AccessPolicy,
+    /// Builds an automatic rebuild of one image may take (failed ones are
+    /// retried up to this many in all).
+    pub rebuild_attempts: u32,
+    /// Seconds between polls of the package repositories of targets that
+    /// take automatic rebuilds; 0 turns the watcher off.
+    pub repo_poll_secs: u64,
 }
 
 impl Default for HubConfig {
@@ -47,6 +53,8 @@ impl Default for HubConfig {
             max_attempts: 3,
             auth_required: false,
             access: AccessPolicy::default(),
+            rebuild_attempts: 2,
+            repo_poll_secs: 60,
         }
     }
 }
@@ -55,13 +63,26 @@ pub struct Hub {
     pub db: Db,
     pub logs: LogStore,
     pub config: HubConfig,
+    /// Wakes the rebuild coordinator: an event arrived or a build finished.
+    pub wake: tokio::sync::Notify,
+}
+
+impl Hub {
+    pub fn new(db: Db, logs: LogStore, config: HubConfig) -> Hub {
+        Hub {
+            db,
+            logs,
+            config,
+            wake: tokio::sync::Notify::new(),
+        }
+    }
 }
 
 /// An error answer: status plus the ApiError body.
 pub struct ApiErr(StatusCode, ApiError);
 
 impl ApiErr {
-    fn new(status: StatusCode, error: &str, message: impl Into<String>) -> ApiErr {
+    pub(crate) fn new(status: StatusCode, error: &str, message: impl Into<String>) -> ApiErr {
         ApiErr(
             status,
             ApiError {
@@ -100,7 +121,7 @@ impl From<DbError> for ApiErr {
     }
 }
 
-type ApiResult<T> = Result<T, ApiErr>;
+pub(crate) type ApiResult<T> = Result<T, ApiErr>;
 
 pub fn router(hub: Arc<Hub>) -> Router {
     Router::new()
@@ -128,6 +149,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/api/v1/tasks/{id}/log", post(append_log))
         .route("/api/v1/tasks/{id}/complete", post(complete))
         .route("/api/v1/tasks/{id}/fail", post(fail))
+        .merge(crate::api::rebuilds::routes())
         .with_state(hub)
 }
 
@@ -163,7 +185,7 @@ pub fn spawn_reaper(hub: Arc<Hub>) -> tokio::task::JoinHandle<()> {
 
 // ---------------------------------------------------------------- auth --
 
-async fn user(hub: &Hub, headers: &HeaderMap) -> ApiResult<User> {
+pub(crate) async fn user(hub: &Hub, headers: &HeaderMap) -> ApiResult<User> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -188,7 +210,7 @@ async fn user(hub: &Hub, headers: &HeaderMap) -> ApiResult<User> {
     }
 }
 
-async fn admin(hub: &Hub, headers: &HeaderMap, what: &str) -> ApiResult<User> {
+pub(crate) async fn admin(hub: &Hub, headers: &HeaderMap, what: &str) -> ApiResult<User> {
     let u = user(hub, headers).await?;
     permissions::may_administer(&u, what)
         .map_err(|d| ApiErr::new(StatusCode::FORBIDDEN, "forbidden", d.to_string()))?;
@@ -271,6 +293,9 @@ async fn submit(
             isolated: req.isolated,
             release_override: req.release.clone(),
             max_attempts: hub.config.max_attempts,
+            no_cache: req.no_cache,
+            parent_pin: None,
+            rebuild_item_id: None,
         })
         .await?;
     let _ = hub.logs.append(
@@ -331,7 +356,7 @@ async fn list_builds(
     Ok(Json(builds))
 }
 
-async fn find_build(hub: &Hub, id: &str) -> ApiResult<Build> {
+pub(crate) async fn find_build(hub: &Hub, id: &str) -> ApiResult<Build> {
     match id.parse::<i64>() {
         Ok(n) => Ok(hub.db.get_build(n).await?),
         Err(_) => Ok(hub.db.get_build_by_nvr(id).await?),
@@ -355,6 +380,7 @@ async fn cancel(
     let u = user(&hub, &headers).await?;
     let build = find_build(&hub, &id).await?;
     permissions::may_cancel(&u, build.id, &build.owner).map_err(forbidden)?;
+    hub.wake.notify_one();
     let build = hub
         .db
         .cancel_build(build.id, &format!("canceled by {}", u.name))
@@ -520,7 +546,7 @@ async fn untag_build(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn ensure_tag(hub: &Hub, tag: &str) -> ApiResult<()> {
+pub(crate) async fn ensure_tag(hub: &Hub, tag: &str) -> ApiResult<()> {
     match hub.db.create_tag(tag).await {
         Ok(()) | Err(DbError::AlreadyExists { .. }) => Ok(()),
         Err(e) => Err(e.into()),
@@ -766,13 +792,13 @@ async fn decide(hub: &Hub, build: &Build, p: &Prepared) -> Result<PreparedAnswer
         hub.db.set_parent(build.id, parent, None).await?;
     }
     let nvr = hub.db.assign_nvr(build.id, &identity).await?;
-    let additional = match &p.container_yaml {
+    let yaml = match &p.container_yaml {
         Some(text) => crate::domain::container_yaml::ContainerYaml::parse(text)
-            .map_err(|e| Refusal::Refused(format!("container.yaml: {e}")))?
-            .tags
-            .clone(),
-        None => Vec::new(),
+            .map_err(|e| Refusal::Refused(format!("container.yaml: {e}")))?,
+        None => Default::default(),
     };
+    hub.db.set_autorebuild(build.id, yaml.autorebuild).await?;
+    let additional = yaml.tags;
     let plan = tags::plan_tags(&tags::TagInput {
         registry: &target.registry,
         repository: &identity.repository,
@@ -828,6 +854,21 @@ async fn complete(
     admin(&hub, &headers, "run builds as a worker").await?;
     let task = held_task(&hub, id, &c.worker).await?;
     let before = hub.db.get_build(task.build_id).await?;
+    let missing = crate::rebuild::missing_updates(&hub, &before, &c.packages)
+        .await
+        .map_err(|e| ApiErr::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    if let Some(why) = missing {
+        let _ = hub
+            .logs
+            .append(before.id, format!("Build failed: {why}\n").as_bytes());
+        hub.db.fail_build(id, &c.worker, &why).await?;
+        hub.wake.notify_one();
+        return Err(ApiErr::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "refused",
+            why,
+        ));
+    }
     if let Some(parent) = &before.parent_ref {
         hub.db
             .set_parent(before.id, parent, c.parent_digest.as_deref())
@@ -871,6 +912,21 @@ async fn complete(
         build.id,
         format!("Build {} complete: {nvr} {}\n", build.id, c.manifest_digest).as_bytes(),
     );
+    hub.wake.notify_one();
+    match crate::rebuild::parent_built(&hub, &build).await {
+        Ok(Some(ev)) => {
+            let _ = hub.logs.append(
+                build.id,
+                format!(
+                    "Images built on the build this one replaces are rebuilt on it (rebuild event {})\n",
+                    ev.id
+                )
+                .as_bytes(),
+            );
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(build = build.id, error = %e, "starting the rebuild of children"),
+    }
     Ok(Json(build))
 }
 
@@ -886,6 +942,7 @@ async fn fail(
         hub.db.set_commit(task.build_id, commit).await?;
     }
     let build = hub.db.fail_build(id, &f.worker, &f.reason).await?;
+    hub.wake.notify_one();
     let _ = hub
         .logs
         .append(build.id, format!("Build failed: {}\n", f.reason).as_bytes());

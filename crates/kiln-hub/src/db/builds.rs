@@ -8,7 +8,7 @@ use super::{Db, DbError, Tx, to_json};
 use crate::domain::nvr::ImageIdentity;
 use crate::domain::release::{ReleaseError, ReleaseSource, check_flags, resolve_release};
 use crate::domain::state::{self, StateError};
-use crate::model::{Build, BuildState, Nvr, Package, Task};
+use crate::model::{Build, BuildState, Nvr, Package, PackageKind, Task};
 
 /// What a submission asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +24,12 @@ pub struct NewBuild {
     pub release_override: Option<String>,
     /// How many lost leases the build survives before it fails.
     pub max_attempts: u32,
+    /// Build without the layer cache.
+    pub no_cache: bool,
+    /// `registry/repo@digest` the final stage's FROM is pinned to.
+    pub parent_pin: Option<String>,
+    /// The automatic rebuild item this build is an attempt of.
+    pub rebuild_item_id: Option<i64>,
 }
 
 /// What a finished build produced.
@@ -61,6 +67,17 @@ pub struct PackageHit {
     pub package: Package,
 }
 
+/// The source package's name of an RPM, for the index.
+fn source_name(p: &Package) -> Option<String> {
+    match p.kind {
+        PackageKind::Rpm => p
+            .source
+            .as_deref()
+            .and_then(crate::domain::rpmver::source_package_name),
+        PackageKind::Deb => None,
+    }
+}
+
 enum Arg {
     I64(i64),
     Text(String),
@@ -72,8 +89,18 @@ const NVR_RETRIES: usize = 16;
 impl Db {
     /// Records a submission (state queued) and its task, in one transaction.
     pub async fn create_build(&self, req: &NewBuild) -> Result<(Build, Task), DbError> {
-        check_flags(req.scratch, req.isolated, req.release_override.as_deref())?;
         let mut tx = self.begin_write().await?;
+        let created = self.create_build_in(&mut tx, req).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    pub(crate) async fn create_build_in(
+        &self,
+        tx: &mut Tx,
+        req: &NewBuild,
+    ) -> Result<(Build, Task), DbError> {
+        check_flags(req.scratch, req.isolated, req.release_override.as_deref())?;
         for (table, what, key) in [
             ("components", "component", &req.component),
             ("targets", "target", &req.target),
@@ -81,7 +108,7 @@ impl Db {
             let sql = format!("SELECT COUNT(*) FROM {table} WHERE name = $1");
             let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
                 .bind(key)
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut **tx)
                 .await?;
             if n == 0 {
                 return Err(DbError::not_found(what, key));
@@ -90,8 +117,10 @@ impl Db {
         let now = self.now_text()?;
         let sql = format!(
             "INSERT INTO builds (state, component, source_url, source_ref, target, owner, scratch, \
-             isolated, release_override, layers, tags, created_at) \
-             VALUES ('queued', $1, $2, $3, $4, $5, $6, $7, $8, '[]', '[]', $9) RETURNING {BUILD_COLUMNS}"
+             isolated, release_override, layers, tags, created_at, no_cache, parent_pin, \
+             rebuild_item_id) \
+             VALUES ('queued', $1, $2, $3, $4, $5, $6, $7, $8, '[]', '[]', $9, $10, $11, $12) \
+             RETURNING {BUILD_COLUMNS}"
         );
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(&req.component)
@@ -103,14 +132,14 @@ impl Db {
             .bind(i64::from(req.isolated))
             .bind(&req.release_override)
             .bind(&now)
-            .fetch_one(&mut *tx)
+            .bind(i64::from(req.no_cache))
+            .bind(&req.parent_pin)
+            .bind(req.rebuild_item_id)
+            .fetch_one(&mut **tx)
             .await?;
         let build = rows::build(&row)?;
-        let task = self
-            .insert_task(&mut tx, build.id, req.max_attempts)
-            .await?;
-        self.build_state_event(&mut tx, &build).await?;
-        tx.commit().await?;
+        let task = self.insert_task(tx, build.id, req.max_attempts).await?;
+        self.build_state_event(tx, &build).await?;
         Ok((build, task))
     }
 
@@ -261,6 +290,47 @@ impl Db {
                 })
             })
             .collect()
+    }
+
+    /// Records the `autorebuild` of the build's container.yaml.
+    pub async fn set_autorebuild(&self, build_id: i64, on: Option<bool>) -> Result<(), DbError> {
+        sqlx::query("UPDATE builds SET autorebuild = $1 WHERE id = $2")
+            .bind(on.map(i64::from))
+            .bind(build_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Fills `source_name` of package rows recorded before the column
+    /// existed (once; later rows get it on insert).
+    pub(crate) async fn fill_source_names(&self) -> Result<(), DbError> {
+        loop {
+            let rows = sqlx::query(
+                "SELECT DISTINCT source FROM build_packages \
+                 WHERE source_name IS NULL AND source IS NOT NULL AND kind = 'rpm' LIMIT 1000",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let mut tx = self.begin_write().await?;
+            for row in &rows {
+                let source: String = row.try_get("source")?;
+                // Unparseable names get "" so that they are not looked at again.
+                let name = crate::domain::rpmver::source_package_name(&source).unwrap_or_default();
+                sqlx::query(
+                    "UPDATE build_packages SET source_name = $1 \
+                     WHERE source = $2 AND source_name IS NULL",
+                )
+                .bind(name)
+                .bind(&source)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        }
     }
 
     /// Records the commit the submitted ref resolved to.
@@ -534,7 +604,8 @@ impl Db {
         for p in &result.packages {
             sqlx::query(
                 "INSERT INTO build_packages (build_id, kind, name, epoch, version, release, arch, \
-                 source, license, signing_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 source, license, signing_key, source_name) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(build_id)
             .bind(p.kind.as_str())
@@ -546,6 +617,7 @@ impl Db {
             .bind(&p.source)
             .bind(&p.license)
             .bind(&p.signing_key)
+            .bind(source_name(p))
             .execute(&mut *tx)
             .await?;
         }

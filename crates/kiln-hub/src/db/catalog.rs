@@ -25,6 +25,7 @@ fn target(row: &AnyRow) -> Result<Target, DbError> {
         repos: from_json(&format!("target {name} repos"), &repos)?,
         dest_tag: row.try_get("dest_tag")?,
         registry: row.try_get("registry")?,
+        autorebuild: row.try_get::<i64, _>("autorebuild")? != 0,
         name,
     })
 }
@@ -76,16 +77,18 @@ impl Db {
     pub async fn put_target(&self, t: &Target) -> Result<(), DbError> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO targets (name, allowed_parents, repos, dest_tag, registry) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO UPDATE SET \
+            "INSERT INTO targets (name, allowed_parents, repos, dest_tag, registry, autorebuild) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO UPDATE SET \
              allowed_parents = excluded.allowed_parents, repos = excluded.repos, \
-             dest_tag = excluded.dest_tag, registry = excluded.registry",
+             dest_tag = excluded.dest_tag, registry = excluded.registry, \
+             autorebuild = excluded.autorebuild",
         )
         .bind(&t.name)
         .bind(to_json("allowed_parents", &t.allowed_parents)?)
         .bind(to_json("repos", &t.repos)?)
         .bind(&t.dest_tag)
         .bind(&t.registry)
+        .bind(i64::from(t.autorebuild))
         .execute(&mut *tx)
         .await?;
         self.ensure_tag_in(&mut tx, &t.dest_tag).await?;
@@ -95,7 +98,8 @@ impl Db {
 
     pub async fn get_target(&self, name: &str) -> Result<Target, DbError> {
         let row = sqlx::query(
-            "SELECT name, allowed_parents, repos, dest_tag, registry FROM targets WHERE name = $1",
+            "SELECT name, allowed_parents, repos, dest_tag, registry, autorebuild FROM targets \
+             WHERE name = $1",
         )
         .bind(name)
         .fetch_optional(&self.pool)
@@ -106,7 +110,8 @@ impl Db {
 
     pub async fn list_targets(&self) -> Result<Vec<Target>, DbError> {
         let rows = sqlx::query(
-            "SELECT name, allowed_parents, repos, dest_tag, registry FROM targets ORDER BY name",
+            "SELECT name, allowed_parents, repos, dest_tag, registry, autorebuild FROM targets \
+             ORDER BY name",
         )
         .fetch_all(&self.pool)
         .await?;

@@ -26,6 +26,7 @@ mod catalog;
 mod clock;
 mod error;
 mod events;
+mod rebuilds;
 mod rows;
 mod tags;
 mod tasks;
@@ -40,12 +41,32 @@ use sqlx::{Any, AnyPool, Executor, SqlSafeStr, Transaction};
 pub use builds::{BuildFilter, BuildResult, NewBuild, PackageHit};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::DbError;
+pub use rebuilds::{NewRebuildEvent, TaggedImage};
 pub use tasks::{Claim, Reaped};
 
 use crate::domain::time::rfc3339;
 
-const SQLITE_SCHEMA: &str = include_str!("../../migrations/sqlite/0001_init.sql");
-const POSTGRES_SCHEMA: &str = include_str!("../../migrations/postgres/0001_init.sql");
+/// Each backend's migrations, in order (version = position + 1).
+const SQLITE_MIGRATIONS: [(&str, &str); 2] = [
+    (
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        "rebuilds",
+        include_str!("../../migrations/sqlite/0002_rebuilds.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: [(&str, &str); 2] = [
+    (
+        "init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        "rebuilds",
+        include_str!("../../migrations/postgres/0002_rebuilds.sql"),
+    ),
+];
 
 /// Arbitrary key of the advisory lock that orders event appends on PostgreSQL.
 const EVENT_LOCK_KEY: i64 = 0x6b69_6c6e_6576; // "kilnev"
@@ -130,18 +151,27 @@ impl Db {
     }
 
     async fn migrate(&self) -> Result<(), DbError> {
-        let sql = match self.backend {
-            Backend::Sqlite => SQLITE_SCHEMA,
-            Backend::Postgres => POSTGRES_SCHEMA,
+        let migrations = match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS,
+            Backend::Postgres => POSTGRES_MIGRATIONS,
         };
-        let migrator = Migrator::with_migrations(vec![Migration::new(
-            1,
-            "init".into(),
-            MigrationType::Simple,
-            sql.into_sql_str(),
-            false,
-        )]);
+        let migrator = Migrator::with_migrations(
+            migrations
+                .into_iter()
+                .zip(1..)
+                .map(|((name, sql), version)| {
+                    Migration::new(
+                        version,
+                        name.into(),
+                        MigrationType::Simple,
+                        sql.into_sql_str(),
+                        false,
+                    )
+                })
+                .collect(),
+        );
         migrator.run(&self.pool).await?;
+        self.fill_source_names().await?;
         Ok(())
     }
 

@@ -10,7 +10,8 @@ use crate::model::{Build, Nvr, Package, Task};
 pub(crate) const BUILD_COLUMNS: &str = "id, state, component, nvr_name, nvr_version, nvr_release, \
     source_url, source_ref, commit_id, target, owner, scratch, isolated, release_override, \
     parent_ref, parent_digest, parent_build_id, manifest_digest, config_digest, image_size, \
-    layers, tags, reason, created_at, started_at, completed_at";
+    layers, tags, reason, created_at, started_at, completed_at, no_cache, parent_pin, \
+    autorebuild, rebuild_item_id";
 
 pub(crate) const TASK_COLUMNS: &str =
     "id, build_id, state, worker, lease_until, attempts, max_attempts, reason";
@@ -71,6 +72,12 @@ pub(crate) fn build(row: &AnyRow) -> Result<Build, DbError> {
         tags: from_json(&what("tags"), &tags)?,
         packages: Vec::new(),
         reason: row.try_get("reason")?,
+        no_cache: row.try_get::<i64, _>("no_cache")? != 0,
+        parent_pin: row.try_get("parent_pin")?,
+        autorebuild: row
+            .try_get::<Option<i64>, _>("autorebuild")?
+            .map(|v| v != 0),
+        rebuild_item_id: row.try_get("rebuild_item_id")?,
         created_at: row.try_get("created_at")?,
         started_at: row.try_get("started_at")?,
         completed_at: row.try_get("completed_at")?,

@@ -5,7 +5,7 @@ use sqlx::{AssertSqlSafe, Row};
 use super::error::is_unique_violation;
 use super::rows::{self, BUILD_COLUMNS};
 use super::{Db, DbError, Tx};
-use crate::model::{Build, BuildState, TagAction, TagEvent};
+use crate::model::{Build, BuildState, TagAction, TagEvent, TagInfo};
 
 impl Db {
     pub async fn create_tag(&self, name: &str) -> Result<(), DbError> {
@@ -28,6 +28,35 @@ impl Db {
         Ok(sqlx::query_scalar("SELECT name FROM tags ORDER BY name")
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    /// Every tag with its own `autorebuild` setting.
+    pub async fn list_tag_info(&self) -> Result<Vec<TagInfo>, DbError> {
+        let rows = sqlx::query("SELECT name, autorebuild FROM tags ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TagInfo {
+                    name: r.try_get("name")?,
+                    autorebuild: r.try_get::<i64, _>("autorebuild")? != 0,
+                })
+            })
+            .collect()
+    }
+
+    /// Turns automatic rebuilds of a tag's latest images on or off
+    /// (creating the tag when it is new).
+    pub async fn set_tag_autorebuild(&self, name: &str, on: bool) -> Result<(), DbError> {
+        let mut tx = self.begin_write().await?;
+        self.ensure_tag_in(&mut tx, name).await?;
+        sqlx::query("UPDATE tags SET autorebuild = $1 WHERE name = $2")
+            .bind(i64::from(on))
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub(crate) async fn ensure_tag_in(&self, tx: &mut Tx, name: &str) -> Result<(), DbError> {

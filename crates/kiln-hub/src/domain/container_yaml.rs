@@ -2,6 +2,8 @@
 //!
 //! - `tags: [a, b]`: additional tags for regular builds;
 //! - `platforms: {only: [...], not: [...]}`, each a list or a single string;
+//! - `autorebuild: true|false`: whether the image takes automatic rebuilds
+//!   when its tag does (unset: it does);
 //! - everything else (`compose:`, `image_build_method:`, `remote_source:`, …)
 //!   is tolerated and ignored, so files written for OSBS load unchanged.
 //!
@@ -18,6 +20,8 @@ pub struct ContainerYaml {
     pub tags: Vec<String>,
     #[serde(default)]
     pub platforms: Platforms,
+    #[serde(default)]
+    pub autorebuild: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -97,6 +101,17 @@ mod tests {
         assert_eq!(y.tags, ["stable", "2"]);
         assert_eq!(y.platforms.only, ["x86_64", "aarch64"]);
         assert_eq!(y.platforms.not, ["aarch64"]);
+        assert_eq!(y.autorebuild, None);
+    }
+
+    #[test]
+    fn autorebuild_is_a_boolean() {
+        let on = ContainerYaml::parse("autorebuild: true\n").unwrap();
+        assert_eq!(on.autorebuild, Some(true));
+        let off = ContainerYaml::parse("autorebuild: false\n").unwrap();
+        assert_eq!(off.autorebuild, Some(false));
+        let err = ContainerYaml::parse("autorebuild: sometimes\n").unwrap_err();
+        assert!(err.to_string().contains("autorebuild"), "{err}");
     }
 
     #[test]

@@ -13,7 +13,9 @@
 //! - [`time`]: RFC 3339 and tag stamps from unix seconds
 //! - [`rpmver`]: RPM version comparison, NEVRA, version constraints
 //! - [`planner`]: which images to rebuild for updated packages, in batches
+//! - [`cascade`]: a plan's items, coalescing, and each rebuild's next step
 
+pub mod cascade;
 pub mod container_yaml;
 pub mod labels;
 pub mod nvr;

@@ -22,10 +22,20 @@
 //!   their reason, never dropped.
 //! - A loop in the parent records (corrupt data) is detected; the images in
 //!   or below it are skipped with the loop named.
+//! - A base image rebuilt by hand ([`ImageGraph::plan_below`]): every image
+//!   built on the old build is planned the same way, its direct children at
+//!   depth 0 (their new parent is already built) and their descendants
+//!   below them, with the same skips. The old build itself is not planned,
+//!   and it need not be in the graph (it is usually no longer the latest on
+//!   its tag).
+//!
+//! Both kinds of plan share one walk from the initially hit images down.
+//! [`still_older`] applies the same matching rules to the package list of a
+//! freshly rebuilt image, to check that the rebuild picked the updates up.
 //!
 //! Planning is a lookup in indexes built once by [`ImageGraph::new`]
-//! (package name → packages of images, parent → children), then a walk over
-//! the affected part of the graph only.
+//! (package name → packages of images, parent build id → children), then a
+//! walk over the affected part of the graph only.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -72,6 +82,12 @@ pub enum RebuildReason {
         parent_build_id: i64,
         parent_repository: String,
     },
+    /// Its parent was rebuilt by hand; `parent_build_id` is the new build,
+    /// to rebuild on.
+    NewParentBuild {
+        parent_build_id: i64,
+        parent_repository: String,
+    },
 }
 
 impl fmt::Display for RebuildReason {
@@ -86,6 +102,13 @@ impl fmt::Display for RebuildReason {
             } => write!(
                 f,
                 "parent {parent_repository} rebuilt (build {parent_build_id})"
+            ),
+            RebuildReason::NewParentBuild {
+                parent_build_id,
+                parent_repository,
+            } => write!(
+                f,
+                "parent {parent_repository} was rebuilt by hand (build {parent_build_id})"
             ),
         }
     }
@@ -480,7 +503,6 @@ struct GraphNode {
     autorebuild: bool,
     /// The parent's node, when the parent build is in the graph.
     parent: Option<u32>,
-    children: Vec<u32>,
 }
 
 /// The images that take automatic rebuilds, indexed for planning. Build it
@@ -500,6 +522,9 @@ pub struct ImageGraph {
     by_binary: Vec<Vec<u32>>,
     /// Name id → packages built from a source package of that name.
     by_source: Vec<Vec<u32>>,
+    /// Parent build id → the images built on it, whether or not the parent
+    /// itself is in the graph: a parent rebuilt by hand is usually not.
+    children: HashMap<i64, Vec<u32>>,
 }
 
 /// An image holding a package that answers a [`PackageQuery`].
@@ -520,15 +545,24 @@ impl ImageGraph {
             graph.add(image)?;
         }
         for i in 0..graph.nodes.len() {
-            let parent = graph.nodes[i]
-                .parent_build_id
-                .and_then(|p| graph.by_build.get(&p).copied());
-            graph.nodes[i].parent = parent;
-            if let Some(p) = parent {
-                graph.nodes[p as usize].children.push(i as u32);
-            }
+            let Some(parent_build_id) = graph.nodes[i].parent_build_id else {
+                continue;
+            };
+            graph.nodes[i].parent = graph.by_build.get(&parent_build_id).copied();
+            graph
+                .children
+                .entry(parent_build_id)
+                .or_default()
+                .push(i as u32);
         }
         Ok(graph)
+    }
+
+    /// The images whose parent is `parent_build_id`.
+    fn children_of(&self, parent_build_id: i64) -> &[u32] {
+        self.children
+            .get(&parent_build_id)
+            .map_or(&[], Vec::as_slice)
     }
 
     fn add(&mut self, image: ImageNode) -> Result<(), GraphError> {
@@ -572,7 +606,22 @@ impl ImageGraph {
 
         let node = self.nodes.len() as u32;
         self.by_build.insert(image.build_id, node);
-        for package in &image.packages {
+        self.add_packages(node, &image.packages);
+        self.nodes.push(GraphNode {
+            build_id: image.build_id,
+            component: image.component,
+            repository: image.repository,
+            tags: vec![image.tag],
+            parent_build_id: image.parent_build_id,
+            autorebuild: image.autorebuild,
+            parent: None,
+        });
+        Ok(())
+    }
+
+    /// Indexes the RPMs of image `node` by binary and source package name.
+    fn add_packages(&mut self, node: u32, packages: &[Package]) {
+        for package in packages {
             if package.kind != PackageKind::Rpm {
                 continue;
             }
@@ -594,17 +643,6 @@ impl ImageGraph {
                 self.by_source[source_name as usize].push(index);
             }
         }
-        self.nodes.push(GraphNode {
-            build_id: image.build_id,
-            component: image.component,
-            repository: image.repository,
-            tags: vec![image.tag],
-            parent_build_id: image.parent_build_id,
-            autorebuild: image.autorebuild,
-            parent: None,
-            children: Vec::new(),
-        });
-        Ok(())
     }
 
     fn name_id(&mut self, name: &str) -> u32 {
@@ -769,7 +807,43 @@ impl ImageGraph {
                 no_effect.insert(update.clone());
             }
         }
+        let (entries, cycles) = self.walk(hits);
+        assemble(entries, cycles, no_effect)
+    }
 
+    /// The plan after a base image was rebuilt by hand: build
+    /// `new_parent_build_id` of `parent_repository` replaced
+    /// `old_parent_build_id`, so every image built on the old build is
+    /// rebuilt on the new one, down the lineage. The old build is not in the
+    /// plan, and need not be in the graph.
+    pub fn plan_below(
+        &self,
+        old_parent_build_id: i64,
+        new_parent_build_id: i64,
+        parent_repository: &str,
+    ) -> Plan {
+        let reason = RebuildReason::NewParentBuild {
+            parent_build_id: new_parent_build_id,
+            parent_repository: parent_repository.to_string(),
+        };
+        let hits = self
+            .children_of(old_parent_build_id)
+            .iter()
+            .map(|&c| (c, BTreeSet::from([reason.clone()])))
+            .collect();
+        let (mut entries, cycles) = self.walk(hits);
+        // Reached again only through a loop in the parent records (its own
+        // child); that loop is still reported on the images below it.
+        entries.remove(&old_parent_build_id);
+        assemble(entries, cycles, BTreeSet::new())
+    }
+
+    /// Everything at or below the initially hit images, each decided
+    /// rebuild or skip, with the hits' reasons; loops found on the way.
+    fn walk(
+        &self,
+        mut hits: HashMap<u32, BTreeSet<RebuildReason>>,
+    ) -> (BTreeMap<i64, Entry>, BTreeSet<Vec<i64>>) {
         // Everything below a hit is reached; the visited marks keep a loop
         // in the parent records from being walked forever.
         let mut reached = vec![false; self.nodes.len()];
@@ -778,7 +852,7 @@ impl ImageGraph {
             reached[n as usize] = true;
         }
         while let Some(n) = stack.pop() {
-            for &c in &self.nodes[n as usize].children {
+            for &c in self.children_of(self.nodes[n as usize].build_id) {
                 if !reached[c as usize] {
                     reached[c as usize] = true;
                     stack.push(c);
@@ -813,7 +887,7 @@ impl ImageGraph {
                 None
             };
             skip[n as usize] = Some(decision);
-            stack.extend(node.children.iter().copied());
+            stack.extend(self.children_of(node.build_id).iter().copied());
         }
 
         let mut cycles = BTreeSet::new();
@@ -844,7 +918,7 @@ impl ImageGraph {
                 },
             );
         }
-        assemble(entries, cycles, no_effect)
+        (entries, cycles)
     }
 
     /// The loop of parents that `start` is in or below. Only called for
@@ -879,6 +953,30 @@ impl ImageGraph {
         }
         cycle
     }
+}
+
+/// The updates a freshly rebuilt image still holds an older version of,
+/// by the rules of planning: each with the installed package as the reasons
+/// show it (`name-[E:]V-R`, or `name-[E:]V-R from SRPM` for a match by
+/// source package). Sorted; empty when the rebuild picked every update up
+/// or no longer holds the package.
+pub fn still_older(packages: &[Package], updates: &[Nevra]) -> Vec<(Nevra, String)> {
+    // The packages indexed as those of image 0, with no node: matching
+    // reads the package indexes only.
+    let mut graph = ImageGraph::default();
+    graph.add_packages(0, packages);
+    let mut hits = HashMap::new();
+    for update in updates {
+        graph.direct_hits(update, &mut hits);
+    }
+    hits.remove(&0)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|reason| match reason {
+            RebuildReason::DirectlyAffected { update, installed } => Some((update, installed)),
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -1432,6 +1530,151 @@ mod tests {
         assert!(ids("nosuch").is_empty());
         let m = &g.images_with(&PackageQuery::parse("openssl>1:0").unwrap())[0];
         assert_eq!(m.installed.to_string(), "openssl-1:3.0.1-1.x86_64");
+    }
+
+    /// Old base 1 (rebuilt by hand as 100) ← A (2) ← A1 (4), A2 (5);
+    /// B (3) ← B1 (6); an unrelated image 7 with its child 8.
+    fn lineage(base: Option<ImageNode>) -> ImageGraph {
+        let foo = || vec![rpm("foo", "1.0-1")];
+        let mut nodes = vec![
+            image(2, "l/a", Some(1), foo()),
+            image(3, "l/b", Some(1), foo()),
+            image(4, "l/a1", Some(2), foo()),
+            image(5, "l/a2", Some(2), foo()),
+            image(6, "l/b1", Some(3), foo()),
+            image(7, "l/other", None, foo()),
+            image(8, "l/other-child", Some(7), foo()),
+        ];
+        nodes.extend(base);
+        graph(nodes)
+    }
+
+    #[test]
+    fn plan_below_rebuilds_the_lineage_of_a_hand_rebuilt_parent() {
+        for base in [Some(image(1, "l/base", None, vec![])), None] {
+            let in_graph = base.is_some();
+            let g = lineage(base);
+            let p = g.plan_below(1, 100, "l/base");
+            assert_eq!(shape(&p), vec![vec![2, 3], vec![4, 5, 6]], "{in_graph}");
+            let depths: Vec<(i64, usize)> = p.rebuilds().map(|r| (r.build_id, r.depth)).collect();
+            assert_eq!(depths, [(2, 0), (3, 0), (4, 1), (5, 1), (6, 1)]);
+            assert_eq!(
+                reasons(&p, 2),
+                ["parent l/base was rebuilt by hand (build 100)"]
+            );
+            assert_eq!(reasons(&p, 4), ["parent l/a rebuilt (build 2)"]);
+            assert_eq!(reasons(&p, 6), ["parent l/b rebuilt (build 3)"]);
+            assert!(p.skipped.is_empty() && p.cycles.is_empty() && p.no_effect.is_empty());
+            // The hand-made reason is kept by merging, which recomputes
+            // only the "parent rebuilt" reasons.
+            assert_eq!(p.clone().merge(Plan::default()), p);
+        }
+    }
+
+    #[test]
+    fn plan_below_skips_an_opted_out_child_with_its_subtree() {
+        let foo = || vec![rpm("foo", "1.0-1")];
+        let g = graph(vec![
+            image(1, "l/base", None, foo()),
+            opted_out(image(2, "l/frozen", Some(1), foo())),
+            image(3, "l/under-frozen", Some(2), foo()),
+            image(4, "l/sibling", Some(1), foo()),
+        ]);
+        let p = g.plan_below(1, 100, "l/base");
+        assert_eq!(shape(&p), vec![vec![4]]);
+        assert_eq!(
+            skips(&p),
+            [
+                (2, "autorebuild is off for this image".to_string()),
+                (3, "parent l/frozen (build 2) is not rebuilt".to_string()),
+            ]
+        );
+        assert_eq!(
+            p.skipped[0].reasons,
+            [RebuildReason::NewParentBuild {
+                parent_build_id: 100,
+                parent_repository: "l/base".to_string(),
+            }]
+        );
+        // An opted-out old parent holds nothing back: it was rebuilt already.
+        let g = graph(vec![
+            opted_out(image(1, "l/base", None, foo())),
+            image(2, "l/child", Some(1), foo()),
+        ]);
+        assert_eq!(shape(&g.plan_below(1, 100, "l/base")), vec![vec![2]]);
+    }
+
+    #[test]
+    fn plan_below_a_parent_without_children_is_empty() {
+        let g = lineage(Some(image(1, "l/base", None, vec![])));
+        for (old, why) in [(6, "a leaf in the graph"), (999, "a build nobody knows")] {
+            let p = g.plan_below(old, 1000, "l/x");
+            assert!(p.is_empty(), "{why}: {p:#?}");
+            assert!(p.skipped.is_empty() && p.cycles.is_empty(), "{why}");
+        }
+        assert!(ImageGraph::default().plan_below(1, 2, "l/x").is_empty());
+    }
+
+    #[test]
+    fn plan_below_a_parent_in_a_loop_skips_and_leaves_the_parent_out() {
+        let g = graph(vec![
+            image(1, "c/a", Some(2), vec![]),
+            image(2, "c/b", Some(1), vec![]),
+            image(3, "c/c", Some(1), vec![]),
+        ]);
+        let p = g.plan_below(1, 100, "c/a");
+        assert!(p.is_empty());
+        assert_eq!(p.cycles, vec![vec![1, 2]]);
+        let skipped: Vec<i64> = p.skipped.iter().map(|s| s.build_id).collect();
+        assert_eq!(skipped, [2, 3]);
+    }
+
+    #[test]
+    fn still_older_uses_the_planning_rules() {
+        let packages = vec![
+            rpm("foo", "1.0-1"),
+            pkg("foo-libs", "1.0-1", "x86_64", Some("foo-1.0-1.src.rpm")),
+            pkg("bar", "2.0-1", "aarch64", None),
+            rpm("baz", "3.0-1"),
+        ];
+        let older = |updates: &[&str]| -> Vec<(String, String)> {
+            let updates: Vec<Nevra> = updates.iter().map(|u| nevra(u)).collect();
+            still_older(&packages, &updates)
+                .into_iter()
+                .map(|(u, installed)| (u.to_string(), installed))
+                .collect()
+        };
+        let pair = |u: &str, i: &str| (u.to_string(), i.to_string());
+        // Binary and source match, as the plan's reasons show them.
+        assert_eq!(
+            older(&["foo-1.1-1.x86_64"]),
+            [
+                pair("foo-1.1-1.x86_64", "foo-1.0-1"),
+                pair("foo-1.1-1.x86_64", "foo-libs-1.0-1 from foo-1.0-1.src.rpm"),
+            ]
+        );
+        assert_eq!(
+            older(&["foo-libs-1.1-1.x86_64"]),
+            [pair("foo-libs-1.1-1.x86_64", "foo-libs-1.0-1")]
+        );
+        // Picked up (equal) or newer than the update: nothing left.
+        assert!(older(&["foo-1.0-1.x86_64", "baz-2.9-1.x86_64"]).is_empty());
+        // Not in the image (any more).
+        assert!(older(&["nosuch-1.0-1.x86_64"]).is_empty());
+        assert!(still_older(&[], &[nevra("foo-1.1-1.x86_64")]).is_empty());
+        // Arches must agree; noarch and src updates reach any arch.
+        assert!(older(&["bar-2.1-1.x86_64"]).is_empty());
+        assert_eq!(
+            older(&["bar-2.1-1.aarch64", "baz-3.1-1.src"]),
+            [
+                pair("bar-2.1-1.aarch64", "bar-2.0-1"),
+                pair("baz-3.1-1.src", "baz-3.0-1"),
+            ]
+        );
+        // Debian packages are not compared.
+        let mut deb = rpm("foo", "1.0-1");
+        deb.kind = PackageKind::Deb;
+        assert!(still_older(&[deb], &[nevra("foo-1.1-1.x86_64")]).is_empty());
     }
 
     /// The benchmark graph: 10 000 images in 7 levels (depth up to
