@@ -7,23 +7,16 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::builds::NewBuild;
-use super::rows::{self, PACKAGE_COLUMNS};
-use super::{Db, DbError, Tx, from_json, to_json};
+use super::rows::{self, EVENT_COLUMNS, ITEM_COLUMNS, PACKAGE_COLUMNS};
+use super::{Db, DbError, Tx, to_json};
 use crate::domain::cascade::{Coalesce, NewItem, ParentLink};
 use crate::domain::planner::ImageNode;
 use crate::model::{
     Build, Package, RebuildEvent, RebuildEventState, RebuildItem, RebuildItemState, RebuildTrigger,
 };
-
-const EVENT_COLUMNS: &str = "id, trigger_kind, state, updates, repo, trigger_build_id, \
-    replaced_build_id, submitter, message, created_at, updated_at";
-
-const ITEM_COLUMNS: &str = "id, event_id, original_build_id, repository, depth, parent_item_id, \
-    reasons, expect, state, build_id, attempts, coalesced_into, message, created_at, updated_at";
 
 /// A package-update or parent-build event to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,62 +41,6 @@ pub struct TaggedImage {
     pub nvr: String,
     pub parent_build_id: Option<i64>,
     pub autorebuild: Option<bool>,
-}
-
-fn parse<T: std::str::FromStr>(what: String, s: &str) -> Result<T, DbError>
-where
-    T::Err: std::fmt::Display,
-{
-    s.parse().map_err(|e| DbError::corrupt(what, e))
-}
-
-fn event(row: &AnyRow) -> Result<RebuildEvent, DbError> {
-    let id: i64 = row.try_get("id")?;
-    let what = |f: &str| format!("rebuild event {id} {f}");
-    let trigger: String = row.try_get("trigger_kind")?;
-    let state: String = row.try_get("state")?;
-    let updates: String = row.try_get("updates")?;
-    Ok(RebuildEvent {
-        id,
-        trigger: parse(what("trigger"), &trigger)?,
-        state: parse(what("state"), &state)?,
-        updates: from_json(&what("updates"), &updates)?,
-        repo: row.try_get("repo")?,
-        trigger_build_id: row.try_get("trigger_build_id")?,
-        replaced_build_id: row.try_get("replaced_build_id")?,
-        submitter: row.try_get("submitter")?,
-        message: row.try_get("message")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
-
-fn item(row: &AnyRow) -> Result<RebuildItem, DbError> {
-    let id: i64 = row.try_get("id")?;
-    let what = |f: &str| format!("rebuild item {id} {f}");
-    let state: String = row.try_get("state")?;
-    let reasons: String = row.try_get("reasons")?;
-    let expect: String = row.try_get("expect")?;
-    let number = |f: &str, v: i64| {
-        u32::try_from(v).map_err(|_| DbError::corrupt(what(f), format!("{v} is out of range")))
-    };
-    Ok(RebuildItem {
-        id,
-        event_id: row.try_get("event_id")?,
-        original_build_id: row.try_get("original_build_id")?,
-        repository: row.try_get("repository")?,
-        depth: number("depth", row.try_get("depth")?)?,
-        parent_item_id: row.try_get("parent_item_id")?,
-        reasons: from_json(&what("reasons"), &reasons)?,
-        expect: from_json(&what("expect"), &expect)?,
-        state: parse(what("state"), &state)?,
-        build_id: row.try_get("build_id")?,
-        attempts: number("attempts", row.try_get("attempts")?)?,
-        coalesced_into: row.try_get("coalesced_into")?,
-        message: row.try_get("message")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
 }
 
 /// `$first, $first+1, …` for `n` values.
@@ -170,7 +107,7 @@ impl Db {
             .await?;
         match row {
             Some(row) => {
-                let ev = event(&row)?;
+                let ev = rows::rebuild_event(&row)?;
                 self.rebuild_event_event(tx, &ev).await?;
                 Ok((ev, true))
             }
@@ -181,7 +118,7 @@ impl Db {
                     .bind(&e.dedup_key)
                     .fetch_one(&mut **tx)
                     .await?;
-                Ok((event(&row)?, false))
+                Ok((rows::rebuild_event(&row)?, false))
             }
         }
     }
@@ -219,7 +156,7 @@ impl Db {
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| DbError::not_found("rebuild event", id))?;
-        event(&row)
+        rows::rebuild_event(&row)
     }
 
     /// Events newest first.
@@ -236,7 +173,7 @@ impl Db {
             .bind(state.map_or("", |s| s.as_str()))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(event).collect()
+        rows.iter().map(rows::rebuild_event).collect()
     }
 
     /// Events in `state`, oldest first.
@@ -250,7 +187,7 @@ impl Db {
             .bind(state.as_str())
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(event).collect()
+        rows.iter().map(rows::rebuild_event).collect()
     }
 
     pub async fn rebuild_items(&self, event_id: i64) -> Result<Vec<RebuildItem>, DbError> {
@@ -260,7 +197,7 @@ impl Db {
             .bind(event_id)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(item).collect()
+        rows.iter().map(rows::rebuild_item).collect()
     }
 
     pub async fn get_rebuild_item(&self, id: i64) -> Result<RebuildItem, DbError> {
@@ -270,7 +207,7 @@ impl Db {
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| DbError::not_found("rebuild item", id))?;
-        item(&row)
+        rows::rebuild_item(&row)
     }
 
     /// Items not finished yet (waiting, building, coalesced), oldest first.
@@ -282,7 +219,7 @@ impl Db {
         let rows = sqlx::query(AssertSqlSafe(sql))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(item).collect()
+        rows.iter().map(rows::rebuild_item).collect()
     }
 
     /// Updates a pending event's message (what it waits for), when it changed.
@@ -299,7 +236,8 @@ impl Db {
             .fetch_optional(&mut *tx)
             .await?;
         if let Some(row) = row {
-            self.rebuild_event_event(&mut tx, &event(&row)?).await?;
+            self.rebuild_event_event(&mut tx, &rows::rebuild_event(&row)?)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -332,7 +270,7 @@ impl Db {
         else {
             return Ok(false);
         };
-        let ev = event(&row)?;
+        let ev = rows::rebuild_event(&row)?;
         for c in coalesce {
             let sql = format!(
                 "SELECT {ITEM_COLUMNS} FROM rebuild_items WHERE id = $1 AND state = 'waiting'"
@@ -345,7 +283,7 @@ impl Db {
                 // Started meanwhile (another hub): plan this event again.
                 return Ok(false);
             };
-            let it = item(&row)?;
+            let it = rows::rebuild_item(&row)?;
             sqlx::query(
                 "UPDATE rebuild_items SET reasons = $1, expect = $2, updated_at = $3 WHERE id = $4",
             )
@@ -428,7 +366,8 @@ impl Db {
             .bind(item_id)
             .fetch_one(&mut *tx)
             .await?;
-        self.rebuild_item_event(&mut tx, &item(&row)?).await?;
+        self.rebuild_item_event(&mut tx, &rows::rebuild_item(&row)?)
+            .await?;
         tx.commit().await?;
         Ok(Some(created))
     }
@@ -457,7 +396,7 @@ impl Db {
         else {
             return Ok(false);
         };
-        let finished = item(&row)?;
+        let finished = rows::rebuild_item(&row)?;
         self.rebuild_item_event(&mut tx, &finished).await?;
         let sql = format!(
             "UPDATE rebuild_items SET state = $1, build_id = $2, updated_at = $3 \
@@ -471,7 +410,8 @@ impl Db {
             .fetch_all(&mut *tx)
             .await?;
         for row in &rows {
-            self.rebuild_item_event(&mut tx, &item(row)?).await?;
+            self.rebuild_item_event(&mut tx, &rows::rebuild_item(row)?)
+                .await?;
         }
         tx.commit().await?;
         Ok(true)
@@ -499,7 +439,8 @@ impl Db {
         else {
             return Ok(false);
         };
-        self.rebuild_event_event(&mut tx, &event(&row)?).await?;
+        self.rebuild_event_event(&mut tx, &rows::rebuild_event(&row)?)
+            .await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{DbError, from_json};
-use crate::model::{Build, Nvr, Package, Task};
+use crate::model::{Build, Nvr, Package, RebuildEvent, RebuildItem, Task};
 
 pub(crate) const BUILD_COLUMNS: &str = "id, state, component, nvr_name, nvr_version, nvr_release, \
     source_url, source_ref, commit_id, target, owner, scratch, isolated, release_override, \
@@ -18,6 +18,12 @@ pub(crate) const TASK_COLUMNS: &str =
 
 pub(crate) const PACKAGE_COLUMNS: &str =
     "kind, name, epoch, version, release, arch, source, license, signing_key";
+
+pub(crate) const EVENT_COLUMNS: &str = "id, trigger_kind, state, updates, repo, trigger_build_id, \
+    replaced_build_id, submitter, message, created_at, updated_at";
+
+pub(crate) const ITEM_COLUMNS: &str = "id, event_id, original_build_id, repository, depth, parent_item_id, \
+    reasons, expect, state, build_id, attempts, coalesced_into, message, created_at, updated_at";
 
 fn parse<T: std::str::FromStr>(what: impl Into<String>, s: &str) -> Result<T, DbError>
 where
@@ -116,5 +122,51 @@ pub(crate) fn package(row: &AnyRow, build_id: i64) -> Result<Package, DbError> {
         source: row.try_get("source")?,
         license: row.try_get("license")?,
         signing_key: row.try_get("signing_key")?,
+    })
+}
+
+pub(crate) fn rebuild_event(row: &AnyRow) -> Result<RebuildEvent, DbError> {
+    let id: i64 = row.try_get("id")?;
+    let what = |f: &str| format!("rebuild event {id} {f}");
+    let trigger: String = row.try_get("trigger_kind")?;
+    let state: String = row.try_get("state")?;
+    let updates: String = row.try_get("updates")?;
+    Ok(RebuildEvent {
+        id,
+        trigger: parse(what("trigger"), &trigger)?,
+        state: parse(what("state"), &state)?,
+        updates: from_json(&what("updates"), &updates)?,
+        repo: row.try_get("repo")?,
+        trigger_build_id: row.try_get("trigger_build_id")?,
+        replaced_build_id: row.try_get("replaced_build_id")?,
+        submitter: row.try_get("submitter")?,
+        message: row.try_get("message")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+pub(crate) fn rebuild_item(row: &AnyRow) -> Result<RebuildItem, DbError> {
+    let id: i64 = row.try_get("id")?;
+    let what = |f: &str| format!("rebuild item {id} {f}");
+    let state: String = row.try_get("state")?;
+    let reasons: String = row.try_get("reasons")?;
+    let expect: String = row.try_get("expect")?;
+    Ok(RebuildItem {
+        id,
+        event_id: row.try_get("event_id")?,
+        original_build_id: row.try_get("original_build_id")?,
+        repository: row.try_get("repository")?,
+        depth: u32_of(&what("depth"), row.try_get("depth")?)?,
+        parent_item_id: row.try_get("parent_item_id")?,
+        reasons: from_json(&what("reasons"), &reasons)?,
+        expect: from_json(&what("expect"), &expect)?,
+        state: parse(what("state"), &state)?,
+        build_id: row.try_get("build_id")?,
+        attempts: u32_of(&what("attempts"), row.try_get("attempts")?)?,
+        coalesced_into: row.try_get("coalesced_into")?,
+        message: row.try_get("message")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
     })
 }
