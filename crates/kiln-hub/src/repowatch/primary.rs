@@ -4,11 +4,10 @@
 
 use std::io::{self, BufRead, BufReader, Read};
 
-use quick_xml::events::{BytesStart, Event};
+use quick_xml::events::BytesStart;
 use quick_xml::name::ResolveResult;
-use quick_xml::reader::NsReader;
 
-use super::xml::{attribute, display_name, in_namespace, push_reference};
+use super::xml::{DriveError, Handler, attribute, display_name, drive, in_namespace};
 
 /// The namespace of primary.xml's own elements.
 pub const COMMON_NAMESPACE: &str = "http://linux.duke.edu/metadata/common";
@@ -212,10 +211,7 @@ struct PackageFields {
 }
 
 struct Parser {
-    stack: Vec<Elem>,
-    seen_root: bool,
     declared: Option<u64>,
-    text: String,
     current: Option<PackageFields>,
     packages: Vec<RepoPackage>,
 }
@@ -224,79 +220,21 @@ struct Parser {
 /// writes it; also accepted without the `xmlns`). Positions in errors are
 /// byte offsets into the XML.
 pub fn parse_primary<R: BufRead>(xml: R) -> Result<Vec<RepoPackage>, PrimaryError> {
-    let mut reader = NsReader::from_reader(xml);
-    let mut buf = Vec::with_capacity(4096);
     let mut parser = Parser {
-        stack: Vec::with_capacity(16),
-        seen_root: false,
         declared: None,
-        text: String::new(),
         current: None,
         packages: Vec::new(),
     };
-    loop {
-        let position = reader.buffer_position();
-        buf.clear();
-        let (resolved, event) = match reader.read_resolved_event_into(&mut buf) {
-            Ok(next) => next,
-            Err(quick_xml::Error::Io(e)) => {
-                // The Arc is quick-xml's alone; unwrapping it keeps the
-                // original error (and `LimitReached` inside it) reachable.
-                let source = std::sync::Arc::try_unwrap(e)
-                    .unwrap_or_else(|shared| io::Error::new(shared.kind(), shared.to_string()));
-                return Err(PrimaryError::Read {
-                    position: reader.buffer_position(),
-                    source,
-                });
-            }
-            Err(e) => {
-                return Err(PrimaryError::Xml {
-                    position: reader.error_position(),
-                    message: e.to_string(),
-                });
-            }
-        };
-        let xml_error = |message: String| PrimaryError::Xml { position, message };
-        match event {
-            Event::Start(e) => {
-                let elem = parser.open(&resolved, &e, position)?;
-                parser.stack.push(elem);
-            }
-            Event::Empty(e) => {
-                let elem = parser.open(&resolved, &e, position)?;
-                parser.close(elem)?;
-            }
-            Event::End(_) => {
-                if let Some(elem) = parser.stack.pop() {
-                    parser.close(elem)?;
-                }
-            }
-            Event::Text(t) if parser.wants_text() => {
-                parser
-                    .text
-                    .push_str(&t.xml10_content().map_err(|e| xml_error(e.to_string()))?);
-            }
-            Event::CData(t) if parser.wants_text() => {
-                parser
-                    .text
-                    .push_str(&t.decode().map_err(|e| xml_error(e.to_string()))?);
-            }
-            Event::GeneralRef(r) if parser.wants_text() => {
-                push_reference(&mut parser.text, &r).map_err(xml_error)?;
-            }
-            Event::Eof => break,
-            _ => {}
-        }
-    }
-    if !parser.stack.is_empty() {
-        return Err(PrimaryError::Xml {
-            position: reader.buffer_position(),
+    drive(xml, &mut parser).map_err(|e| match e {
+        DriveError::Handler(e) => e,
+        DriveError::Read { position, source } => PrimaryError::Read { position, source },
+        DriveError::Xml { position, message } => PrimaryError::Xml { position, message },
+        DriveError::Unclosed { position } => PrimaryError::Xml {
+            position,
             message: "the document ends inside an element (truncated?)".to_string(),
-        });
-    }
-    if !parser.seen_root {
-        return Err(PrimaryError::NoRoot);
-    }
+        },
+        DriveError::NoRoot => PrimaryError::NoRoot,
+    })?;
     let found = parser.packages.len() as u64;
     if let Some(declared) = parser.declared
         && declared != found
@@ -306,21 +244,22 @@ pub fn parse_primary<R: BufRead>(xml: R) -> Result<Vec<RepoPackage>, PrimaryErro
     Ok(parser.packages)
 }
 
-impl Parser {
-    fn wants_text(&self) -> bool {
-        matches!(
-            self.stack.last(),
-            Some(Elem::Name | Elem::Arch | Elem::SourceRpm)
-        )
+impl Handler for Parser {
+    type Elem = Elem;
+    type Error = PrimaryError;
+
+    fn wants_text(elem: Elem) -> bool {
+        matches!(elem, Elem::Name | Elem::Arch | Elem::SourceRpm)
     }
 
     fn open(
         &mut self,
+        parent: Option<Elem>,
         resolved: &ResolveResult<'_>,
         element: &BytesStart<'_>,
         position: u64,
     ) -> Result<Elem, PrimaryError> {
-        let Some(&parent) = self.stack.last() else {
+        let Some(parent) = parent else {
             return self.open_root(resolved, element, position);
         };
         // Most elements (file lists, provides, requires) sit below ones
@@ -332,7 +271,6 @@ impl Parser {
         let local = local.as_ref();
         if parent == Elem::Format {
             if local == b"sourcerpm" && in_namespace(resolved, RPM_NAMESPACE.as_bytes()) {
-                self.text.clear();
                 return Ok(Elem::SourceRpm);
             }
             return Ok(Elem::Other);
@@ -348,14 +286,8 @@ impl Parser {
                 });
                 Elem::Package
             }
-            (Elem::Package, b"name" | b"arch") => {
-                self.text.clear();
-                if local == b"name" {
-                    Elem::Name
-                } else {
-                    Elem::Arch
-                }
-            }
+            (Elem::Package, b"name") => Elem::Name,
+            (Elem::Package, b"arch") => Elem::Arch,
             (Elem::Package, b"version") => {
                 let attr = |name: &[u8]| {
                     attribute(element, name).map_err(|e| PrimaryError::Xml {
@@ -375,19 +307,35 @@ impl Parser {
         Ok(elem)
     }
 
+    fn close(&mut self, elem: Elem, text: &str, _position: u64) -> Result<(), PrimaryError> {
+        let Some(current) = &mut self.current else {
+            return Ok(());
+        };
+        match elem {
+            Elem::Name => current.name = Some(text.trim().to_string()),
+            Elem::Arch => current.arch = Some(text.trim().to_string()),
+            Elem::SourceRpm => {
+                let source = text.trim();
+                current.source_rpm = (!source.is_empty()).then(|| source.to_string());
+            }
+            Elem::Package => {
+                if let Some(fields) = self.current.take() {
+                    self.packages.push(finish_package(fields)?);
+                }
+            }
+            Elem::Metadata | Elem::Version | Elem::Format | Elem::Other => {}
+        }
+        Ok(())
+    }
+}
+
+impl Parser {
     fn open_root(
         &mut self,
         resolved: &ResolveResult<'_>,
         element: &BytesStart<'_>,
         position: u64,
     ) -> Result<Elem, PrimaryError> {
-        if self.seen_root {
-            return Err(PrimaryError::Xml {
-                position,
-                message: "a second root element".to_string(),
-            });
-        }
-        self.seen_root = true;
         if element.local_name().as_ref() != b"metadata"
             || !in_namespace(resolved, COMMON_NAMESPACE.as_bytes())
         {
@@ -409,27 +357,6 @@ impl Parser {
                 .reserve(usize::try_from(declared.min(200_000)).unwrap_or(0));
         }
         Ok(Elem::Metadata)
-    }
-
-    fn close(&mut self, elem: Elem) -> Result<(), PrimaryError> {
-        let Some(current) = &mut self.current else {
-            return Ok(());
-        };
-        match elem {
-            Elem::Name => current.name = Some(self.text.trim().to_string()),
-            Elem::Arch => current.arch = Some(self.text.trim().to_string()),
-            Elem::SourceRpm => {
-                let source = self.text.trim();
-                current.source_rpm = (!source.is_empty()).then(|| source.to_string());
-            }
-            Elem::Package => {
-                if let Some(fields) = self.current.take() {
-                    self.packages.push(finish_package(fields)?);
-                }
-            }
-            Elem::Metadata | Elem::Version | Elem::Format | Elem::Other => {}
-        }
-        Ok(())
     }
 }
 

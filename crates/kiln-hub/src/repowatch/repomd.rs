@@ -2,11 +2,10 @@
 //! the `primary` entry matters here: its checksum says whether anything
 //! changed, its location where the package list is.
 
-use quick_xml::events::{BytesStart, Event};
+use quick_xml::events::BytesStart;
 use quick_xml::name::ResolveResult;
-use quick_xml::reader::NsReader;
 
-use super::xml::{attribute, display_name, in_namespace, push_reference};
+use super::xml::{DriveError, Handler, attribute, display_name, drive, in_namespace};
 
 /// The namespace createrepo_c puts repomd.xml's elements in.
 pub const REPO_NAMESPACE: &str = "http://linux.duke.edu/metadata/repo";
@@ -96,9 +95,6 @@ struct PrimaryFields {
 }
 
 struct Parser {
-    stack: Vec<Elem>,
-    seen_root: bool,
-    text: String,
     revision: Option<String>,
     current: Option<PrimaryFields>,
     primary: Option<DataFile>,
@@ -107,69 +103,25 @@ struct Parser {
 /// Parses repomd.xml (UTF-8, namespaced as createrepo_c writes it; also
 /// accepted without the `xmlns`).
 pub fn parse_repomd(xml: &[u8]) -> Result<RepoMd, RepoMdError> {
-    let mut reader = NsReader::from_reader(xml);
-    let mut buf = Vec::new();
     let mut parser = Parser {
-        stack: Vec::new(),
-        seen_root: false,
-        text: String::new(),
         revision: None,
         current: None,
         primary: None,
     };
-    loop {
-        let position = reader.buffer_position();
-        buf.clear();
-        let (resolved, event) = match reader.read_resolved_event_into(&mut buf) {
-            Ok(next) => next,
-            Err(e) => {
-                return Err(RepoMdError::Xml {
-                    position: reader.error_position(),
-                    message: e.to_string(),
-                });
-            }
-        };
-        let xml_error = |message: String| RepoMdError::Xml { position, message };
-        match event {
-            Event::Start(e) => {
-                let elem = parser.open(&resolved, &e, position)?;
-                parser.stack.push(elem);
-            }
-            Event::Empty(e) => {
-                let elem = parser.open(&resolved, &e, position)?;
-                parser.close(elem, position)?;
-            }
-            Event::End(_) => {
-                if let Some(elem) = parser.stack.pop() {
-                    parser.close(elem, position)?;
-                }
-            }
-            Event::Text(t) if parser.wants_text() => {
-                parser
-                    .text
-                    .push_str(&t.xml10_content().map_err(|e| xml_error(e.to_string()))?);
-            }
-            Event::CData(t) if parser.wants_text() => {
-                parser
-                    .text
-                    .push_str(&t.decode().map_err(|e| xml_error(e.to_string()))?);
-            }
-            Event::GeneralRef(r) if parser.wants_text() => {
-                push_reference(&mut parser.text, &r).map_err(xml_error)?;
-            }
-            Event::Eof => break,
-            _ => {}
-        }
-    }
-    if !parser.stack.is_empty() {
-        return Err(RepoMdError::Xml {
-            position: reader.buffer_position(),
+    drive(xml, &mut parser).map_err(|e| match e {
+        DriveError::Handler(e) => e,
+        // Unreachable: reading a byte slice cannot fail.
+        DriveError::Read { position, source } => RepoMdError::Xml {
+            position,
+            message: source.to_string(),
+        },
+        DriveError::Xml { position, message } => RepoMdError::Xml { position, message },
+        DriveError::Unclosed { position } => RepoMdError::Xml {
+            position,
             message: "the document ends inside an element".to_string(),
-        });
-    }
-    if !parser.seen_root {
-        return Err(RepoMdError::NoRoot);
-    }
+        },
+        DriveError::NoRoot => RepoMdError::NoRoot,
+    })?;
     let primary = parser.primary.ok_or(RepoMdError::NoPrimary)?;
     Ok(RepoMd {
         revision: parser.revision,
@@ -177,16 +129,17 @@ pub fn parse_repomd(xml: &[u8]) -> Result<RepoMd, RepoMdError> {
     })
 }
 
-impl Parser {
-    fn wants_text(&self) -> bool {
-        matches!(
-            self.stack.last(),
-            Some(Elem::Revision | Elem::Checksum | Elem::Size)
-        )
+impl Handler for Parser {
+    type Elem = Elem;
+    type Error = RepoMdError;
+
+    fn wants_text(elem: Elem) -> bool {
+        matches!(elem, Elem::Revision | Elem::Checksum | Elem::Size)
     }
 
     fn open(
         &mut self,
+        parent: Option<Elem>,
         resolved: &ResolveResult<'_>,
         element: &BytesStart<'_>,
         position: u64,
@@ -194,14 +147,7 @@ impl Parser {
         let local = element.local_name();
         let ours = in_namespace(resolved, REPO_NAMESPACE.as_bytes());
         let invalid = |what: String| RepoMdError::Invalid { position, what };
-        let Some(&parent) = self.stack.last() else {
-            if self.seen_root {
-                return Err(RepoMdError::Xml {
-                    position,
-                    message: "a second root element".to_string(),
-                });
-            }
-            self.seen_root = true;
+        let Some(parent) = parent else {
             if ours && local.as_ref() == b"repomd" {
                 return Ok(Elem::RepoMd);
             }
@@ -213,10 +159,7 @@ impl Parser {
             return Ok(Elem::Other);
         }
         let elem = match (parent, local.as_ref()) {
-            (Elem::RepoMd, b"revision") => {
-                self.text.clear();
-                Elem::Revision
-            }
+            (Elem::RepoMd, b"revision") => Elem::Revision,
             (Elem::RepoMd, b"data") => {
                 let kind = attribute(element, b"type").map_err(invalid)?;
                 if kind.as_deref() != Some("primary") {
@@ -238,7 +181,6 @@ impl Parser {
                 if let Some(current) = &mut self.current {
                     current.checksum_type = Some(kind);
                 }
-                self.text.clear();
                 Elem::Checksum
             }
             (Elem::Data(true), b"location") => {
@@ -258,28 +200,25 @@ impl Parser {
                 }
                 Elem::Location
             }
-            (Elem::Data(true), b"size") => {
-                self.text.clear();
-                Elem::Size
-            }
+            (Elem::Data(true), b"size") => Elem::Size,
             _ => Elem::Other,
         };
         Ok(elem)
     }
 
-    fn close(&mut self, elem: Elem, position: u64) -> Result<(), RepoMdError> {
+    fn close(&mut self, elem: Elem, text: &str, position: u64) -> Result<(), RepoMdError> {
         match elem {
             Elem::Revision => {
-                let revision = self.text.trim();
+                let revision = text.trim();
                 self.revision = (!revision.is_empty()).then(|| revision.to_string());
             }
             Elem::Checksum => {
                 if let Some(current) = &mut self.current {
-                    current.checksum = Some(self.text.trim().to_string());
+                    current.checksum = Some(text.trim().to_string());
                 }
             }
             Elem::Size => {
-                let size = self.text.trim();
+                let size = text.trim();
                 let size = size.parse::<u64>().map_err(|_| RepoMdError::Invalid {
                     position,
                     what: format!("<size> {size:?} is not a number of bytes"),
