@@ -15,6 +15,8 @@
 //! - [`containers`]: podman/buildah/skopeo with private storage and config
 //! - [`docker`]: a private dockerd started by hand
 //! - [`fixtures`]: scripted, cached fixtures (`scripts/fixtures/*.sh`)
+//! - [`service`]: the build service (`kiln serve`), its CLI and API, git
+//!   repositories to build from
 //!
 //! Environment knobs: `KILN_TEST_KEEP=1` keeps temp dirs;
 //! `KILN_E2E_PEER_REGISTRY=1` runs the client tests against docker-registry.
@@ -31,6 +33,7 @@ pub mod process;
 pub mod registry;
 pub mod rootfs;
 pub mod scratch;
+pub mod service;
 
 pub use containers::ContainerTools;
 pub use docker::DockerDaemon;
