@@ -1150,18 +1150,40 @@ async fn rebuild_events_items_and_the_content_index(t: &mut TestDb) {
     assert_eq!(latest.len(), 1, "{latest:?}");
     assert_eq!(latest[0].build_id, second.id);
     assert_eq!(latest[0].repository, "httpd-container");
-    let ids = std::collections::HashSet::from([first.id, second.id]);
-    let by_source = db.packages_named(&ids, &["openssl".into()]).await.unwrap();
+    let by_source = db.packages_named(None, &["openssl".into()]).await.unwrap();
     assert_eq!(by_source[&second.id], vec![libs.clone()]);
-    assert_eq!(by_source[&first.id], vec![libs.clone()]);
+    assert!(
+        !by_source.contains_key(&first.id),
+        "not the latest: {by_source:?}"
+    );
     let nodes = db.autorebuild_images(&["bash".into()]).await.unwrap();
     assert_eq!(nodes.len(), 1);
     assert_eq!(nodes[0].packages, vec![rpm("bash", "5.2")]);
+    let nodes = db.autorebuild_images(&["openssl".into()]).await.unwrap();
+    assert_eq!(
+        nodes.iter().map(|n| n.build_id).collect::<Vec<_>>(),
+        [second.id],
+        "only the latest build of a name is an image"
+    );
     assert_eq!(
         db.replaced_build(&second).await.unwrap(),
         Some((first.id, "f40-candidate".to_string()))
     );
     assert!(db.children_of(first.id).await.unwrap().is_empty());
+    // A newer build without the package: no image holds it any more, even
+    // though older builds of the same name do.
+    let third = complete_one(db, "3", "sha256:c", vec![rpm("bash", "5.3")]).await;
+    assert!(
+        db.autorebuild_images(&["openssl".into()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(db.latest_tagged(None).await.unwrap()[0].build_id, third.id);
+    assert_eq!(
+        db.replaced_build(&third).await.unwrap(),
+        Some((second.id, "f40-candidate".to_string()))
+    );
     db.set_tag_autorebuild("other", true).await.unwrap();
     let tags = db.list_tag_info().await.unwrap();
     assert!(tags.iter().any(|t| t.name == "other" && t.autorebuild));

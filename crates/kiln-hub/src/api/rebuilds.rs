@@ -137,10 +137,9 @@ async fn images_with(
             }
         }
     } else {
-        let ids: HashSet<i64> = tags_of.keys().copied().collect();
         let packages = hub
             .db
-            .packages_named(&ids, std::slice::from_ref(&query.name))
+            .packages_named(tags.as_deref(), std::slice::from_ref(&query.name))
             .await?;
         for (build_id, pkgs) in packages {
             for p in pkgs.iter().filter(|p| matches(p)) {

@@ -5,7 +5,7 @@
 //! appends a `rebuild.event` / `rebuild.item` event in the same
 //! transaction, so a hub restarted at any point resumes from the database.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{AssertSqlSafe, Row};
 
@@ -41,6 +41,46 @@ pub struct TaggedImage {
     pub nvr: String,
     pub parent_build_id: Option<i64>,
     pub autorebuild: Option<bool>,
+}
+
+/// With `names`: the CTE `reach` of the builds holding a package named one
+/// of them (binary or source name, `$1…$n`) and the builds made on them.
+fn reach_clause(names: &[String]) -> String {
+    if names.is_empty() {
+        return String::new();
+    }
+    let list = placeholders(1, names.len());
+    format!(
+        "WITH RECURSIVE reach(id) AS (\
+         SELECT build_id FROM build_packages WHERE name IN ({list}) OR source_name IN ({list}) \
+         UNION SELECT b.id FROM builds b JOIN reach r ON b.parent_build_id = r.id)"
+    )
+}
+
+/// `FROM … WHERE …` of the latest complete build of each name on each tag
+/// (of `tags`, bound after the names), within `reach` when `names` is given;
+/// `tb` is the tag row, `b` the build.
+fn latest_from(names: &[String], tags: Option<&[String]>) -> String {
+    let mut sql = String::from(
+        "FROM tag_builds tb JOIN builds b ON b.id = tb.build_id \
+         WHERE b.state = 'complete' AND b.nvr_name IS NOT NULL",
+    );
+    if !names.is_empty() {
+        // Narrowed, the newest build of a name may be missing from the
+        // rows (it no longer holds the package): decide "latest" here.
+        sql.push_str(
+            " AND b.id IN (SELECT id FROM reach) AND b.id = (SELECT MAX(b2.id) \
+             FROM tag_builds t2 JOIN builds b2 ON b2.id = t2.build_id WHERE t2.tag = tb.tag \
+             AND b2.nvr_name = b.nvr_name AND b2.state = 'complete')",
+        );
+    }
+    if let Some(t) = tags {
+        sql.push_str(&format!(
+            " AND tb.tag IN ({})",
+            placeholders(names.len() + 1, t.len())
+        ));
+    }
+    sql
 }
 
 /// `$first, $first+1, …` for `n` values.
@@ -463,17 +503,31 @@ impl Db {
         &self,
         tags: Option<&[String]>,
     ) -> Result<Vec<TaggedImage>, DbError> {
-        let filter = match tags {
-            Some([]) => return Ok(Vec::new()),
-            Some(t) => format!("AND tb.tag IN ({})", placeholders(1, t.len())),
-            None => String::new(),
-        };
+        self.latest_reaching(tags, &[]).await
+    }
+
+    /// [`Db::latest_tagged`], narrowed (when `names` is not empty) to the
+    /// builds holding a package of one of `names` (binary or source name)
+    /// and the builds made on top of those: all a plan for updates of
+    /// `names` can reach, read without reading every image of the tags.
+    pub async fn latest_reaching(
+        &self,
+        tags: Option<&[String]>,
+        names: &[String],
+    ) -> Result<Vec<TaggedImage>, DbError> {
+        if tags == Some(&[]) {
+            return Ok(Vec::new());
+        }
         let sql = format!(
-            "SELECT tb.tag, b.id, b.nvr_name, b.nvr, b.component, b.parent_build_id, b.autorebuild \
-             FROM tag_builds tb JOIN builds b ON b.id = tb.build_id \
-             WHERE b.state = 'complete' AND b.nvr_name IS NOT NULL {filter}"
+            "{} SELECT tb.tag, b.id, b.nvr_name, b.nvr, b.component, b.parent_build_id, \
+             b.autorebuild {}",
+            reach_clause(names),
+            latest_from(names, tags)
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
+        for n in names {
+            q = q.bind(n);
+        }
         for t in tags.unwrap_or_default() {
             q = q.bind(t);
         }
@@ -503,44 +557,55 @@ impl Db {
     }
 
     /// The packages named (binary or source name) one of `names` in the
-    /// given builds, by build.
+    /// latest images of `tags` (every tag when None), by build.
     pub async fn packages_named(
         &self,
-        builds: &HashSet<i64>,
+        tags: Option<&[String]>,
         names: &[String],
     ) -> Result<HashMap<i64, Vec<Package>>, DbError> {
         let mut out: HashMap<i64, Vec<Package>> = HashMap::new();
-        if names.is_empty() || builds.is_empty() {
+        if names.is_empty() || tags == Some(&[]) {
             return Ok(out);
         }
         let list = placeholders(1, names.len());
+        // Only the latest images' rows: older builds of an image hold the
+        // same packages many times over.
         let sql = format!(
-            "SELECT build_id, {PACKAGE_COLUMNS} FROM build_packages \
-             WHERE name IN ({list}) OR source_name IN ({list})"
+            "{} SELECT p.build_id, {} FROM build_packages p \
+             WHERE (p.name IN ({list}) OR p.source_name IN ({list})) \
+             AND p.build_id IN (SELECT b.id {})",
+            reach_clause(names),
+            PACKAGE_COLUMNS
+                .split(", ")
+                .map(|c| format!("p.{c}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            latest_from(names, tags)
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for n in names {
             q = q.bind(n);
         }
+        for t in tags.unwrap_or_default() {
+            q = q.bind(t);
+        }
         for row in q.fetch_all(&self.pool).await? {
             let build_id: i64 = row.try_get("build_id")?;
-            if builds.contains(&build_id) {
-                out.entry(build_id)
-                    .or_default()
-                    .push(rows::package(&row, build_id)?);
-            }
+            out.entry(build_id)
+                .or_default()
+                .push(rows::package(&row, build_id)?);
         }
         Ok(out)
     }
 
     /// The images that take automatic rebuilds, as the planner sees them,
     /// with only the packages named `names` (by binary or source name):
-    /// the planner looks at no others.
+    /// the planner looks at no others. With `names`, only the images a plan
+    /// for them can reach; without, every image (for a parent-build plan).
     pub async fn autorebuild_images(&self, names: &[String]) -> Result<Vec<ImageNode>, DbError> {
         let tags = self.autorebuild_tags().await?;
-        let images = self.latest_tagged(Some(&tags)).await?;
-        let ids: HashSet<i64> = images.iter().map(|i| i.build_id).collect();
-        let mut packages = self.packages_named(&ids, names).await?;
+        let images = self.latest_reaching(Some(&tags), names).await?;
+        let mut packages = self.packages_named(Some(&tags), names).await?;
         let mut nodes = Vec::with_capacity(images.len());
         for i in images {
             nodes.push(ImageNode {
