@@ -11,7 +11,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::builds::NewBuild;
 use super::rows::{self, EVENT_COLUMNS, ITEM_COLUMNS, PACKAGE_COLUMNS};
-use super::{Db, DbError, Tx, to_json};
+use super::{Backend, Db, DbError, Tx, to_json};
 use crate::domain::cascade::{Coalesce, NewItem, ParentLink};
 use crate::domain::planner::ImageNode;
 use crate::model::{
@@ -380,9 +380,16 @@ impl Db {
         build: &NewBuild,
     ) -> Result<Option<Build>, DbError> {
         let mut tx = self.begin_write().await?;
+        // Two hubs on one PostgreSQL must not both start the item: the row
+        // stays locked until the build exists (SQLite's write transaction
+        // already holds the database).
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        };
         let sql = format!(
             "SELECT {ITEM_COLUMNS} FROM rebuild_items WHERE id = $1 AND state = $2 \
-             AND (build_id = $3 OR (build_id IS NULL AND $3 = 0))"
+             AND (build_id = $3 OR (build_id IS NULL AND $3 = 0)){lock}"
         );
         let found = sqlx::query(AssertSqlSafe(sql))
             .bind(item_id)
