@@ -200,7 +200,8 @@ impl Uploads {
             .open(&path)
             .map_err(io_err(&path))?;
         let before = (session.offset, hasher.clone());
-        match write_stream(file, hasher, body).await {
+        let early = self.fsync.then_some(session.offset);
+        match write_stream(file, hasher, body, early).await {
             Ok((n, hasher)) => {
                 session.offset += n;
                 session.hasher = Some(hasher);
@@ -319,14 +320,34 @@ async fn rehash(path: PathBuf, alg: Algorithm) -> Result<Hasher, UploadError> {
     .await?
 }
 
+/// Asks the kernel to start writing `len` bytes at `offset` to the disk now
+/// (sync_file_range with SYNC_FILE_RANGE_WRITE: no waiting, no metadata).
+/// Only a head start: the fsync when the blob is stored is what makes it
+/// durable, so a failure here is ignored.
+fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: the descriptor is owned by `file`, open for the whole call;
+    // sync_file_range reads no memory of ours.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
 type WriteJob = tokio::task::JoinHandle<Result<(std::fs::File, Hasher), UploadError>>;
 
 /// Writes the stream to `file` while hashing it; the disk write of one chunk
-/// overlaps receiving the next.
+/// overlaps receiving the next. With `writeback_from` (the file offset the
+/// stream starts at; set when blobs are fsynced), each chunk's writeback to
+/// the disk starts as soon as it is written, so the fsync at the end waits
+/// for the last chunks only instead of the whole blob.
 async fn write_stream<S, E>(
     file: std::fs::File,
     hasher: Hasher,
     mut body: S,
+    writeback_from: Option<u64>,
 ) -> Result<(u64, Hasher), UploadError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -336,13 +357,19 @@ where
     let mut pending: Option<WriteJob> = None;
     let mut buf = BytesMut::with_capacity(WRITE_CHUNK);
     let mut total = 0u64;
-    let spawn = |file: std::fs::File, mut hasher: Hasher, data: Bytes| -> WriteJob {
+    let mut written = 0u64;
+    let mut spawn = |file: std::fs::File, mut hasher: Hasher, data: Bytes| -> WriteJob {
+        let at = writeback_from.map(|start| start + written);
+        written += data.len() as u64;
         tokio::task::spawn_blocking(move || {
             let mut file = file;
             file.write_all(&data).map_err(|source| UploadError::Io {
                 path: PathBuf::from("upload data"),
                 source,
             })?;
+            if let Some(at) = at {
+                start_writeback(&file, at, data.len() as u64);
+            }
             hasher.update(&data);
             Ok((file, hasher))
         })
