@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use kiln_hub::api::logs::LogStore;
 use kiln_hub::api::server::{Hub, HubConfig, router};
-use kiln_hub::db::{BuildFilter, Db, NewBuild, NewRebuildEvent};
+use kiln_hub::db::{BuildFilter, Db, NewRebuildEvent};
 use kiln_hub::domain::cascade::{self, ActiveItem, Admission};
 use kiln_hub::domain::planner::{ImageGraph, ImageNode, Plan};
 use kiln_hub::domain::rpmver::Nevra;
@@ -1213,23 +1213,8 @@ async fn replay_coordinator(hub: &Hub, update: &str) -> Res<Vec<(String, Duratio
         t.elapsed(),
     ));
     let t = Instant::now();
-    let request = NewBuild {
-        component: original.component.clone(),
-        source_url: original.source_url.clone(),
-        source_ref: original
-            .commit
-            .clone()
-            .unwrap_or_else(|| original.source_ref.clone()),
-        target: original.target.clone(),
-        owner: original.owner.clone(),
-        scratch: false,
-        isolated: false,
-        release_override: None,
-        max_attempts: hub.config.max_attempts,
-        no_cache: true,
-        parent_pin: None,
-        rebuild_item_id: Some(first.id),
-    };
+    let request =
+        kiln_hub::rebuild::rebuild_request(&original, first.id, None, hub.config.max_attempts);
     hub.db
         .start_rebuild_item(first.id, RebuildItemState::Waiting, None, &request)
         .await?

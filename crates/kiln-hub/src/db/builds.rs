@@ -155,15 +155,21 @@ impl Db {
 
     /// One build with its packages.
     pub async fn get_build(&self, id: i64) -> Result<Build, DbError> {
+        let mut build = self.get_build_record(id).await?;
+        build.packages = self.packages_of(id).await?;
+        Ok(build)
+    }
+
+    /// One build without its packages (state, NVR, digests…), for callers
+    /// that look at many builds often.
+    pub async fn get_build_record(&self, id: i64) -> Result<Build, DbError> {
         let sql = format!("SELECT {BUILD_COLUMNS} FROM builds WHERE id = $1");
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| DbError::not_found("build", id))?;
-        let mut build = rows::build(&row)?;
-        build.packages = self.packages_of(id).await?;
-        Ok(build)
+        rows::build(&row)
     }
 
     /// The build of an NVR (`name-version-release`), with its packages: the

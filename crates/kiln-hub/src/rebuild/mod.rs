@@ -191,20 +191,19 @@ async fn advance_items(hub: &Hub) -> Result<bool, RebuildError> {
             },
             None => None,
         };
-        let build = match (it.state, it.build_id) {
-            (RebuildItemState::Building, Some(b)) => {
-                let b = hub.db.get_build(b).await?;
-                Some(BuildOutcome {
-                    state: b.state,
-                    reason: b.reason,
-                })
-            }
+        // Read every second for every building item: without packages.
+        let current = match (it.state, it.build_id) {
+            (RebuildItemState::Building, Some(b)) => Some(hub.db.get_build_record(b).await?),
             _ => None,
         };
+        let outcome = current.as_ref().map(|b| BuildOutcome {
+            state: b.state,
+            reason: b.reason.clone(),
+        });
         let step = cascade::step(
             it,
             parent.as_ref(),
-            build.as_ref(),
+            outcome.as_ref(),
             hub.config.rebuild_attempts,
         );
         changed |= match step {
@@ -221,10 +220,7 @@ async fn advance_items(hub: &Hub) -> Result<bool, RebuildError> {
                     .await?
             }
             Step::Done => {
-                let nvr = match it.build_id {
-                    Some(b) => hub.db.get_build(b).await?.nvr.map(|n| n.to_string()),
-                    None => None,
-                };
+                let nvr = current.and_then(|b| b.nvr).map(|n| n.to_string());
                 let message = format!(
                     "rebuilt as {} (build {})",
                     nvr.unwrap_or_default(),
@@ -281,23 +277,7 @@ async fn submit(
         },
         _ => None,
     };
-    let request = NewBuild {
-        component: original.component.clone(),
-        source_url: original.source_url.clone(),
-        source_ref: original
-            .commit
-            .clone()
-            .unwrap_or_else(|| original.source_ref.clone()),
-        target: original.target.clone(),
-        owner: original.owner.clone(),
-        scratch: false,
-        isolated: false,
-        release_override: None,
-        max_attempts: hub.config.max_attempts,
-        no_cache: true,
-        parent_pin: pin.clone(),
-        rebuild_item_id: Some(it.id),
-    };
+    let request = rebuild_request(&original, it.id, pin.clone(), hub.config.max_attempts);
     let started = match hub
         .db
         .start_rebuild_item(it.id, it.state, it.build_id, &request)
@@ -340,6 +320,33 @@ async fn submit(
         it.repository
     );
     Ok(true)
+}
+
+/// The build an item's attempt is: an ordinary build of the original's
+/// commit, new release, no cache, its FROM pinned when `parent_pin` is set.
+pub fn rebuild_request(
+    original: &Build,
+    item_id: i64,
+    parent_pin: Option<String>,
+    max_attempts: u32,
+) -> NewBuild {
+    NewBuild {
+        component: original.component.clone(),
+        source_url: original.source_url.clone(),
+        source_ref: original
+            .commit
+            .clone()
+            .unwrap_or_else(|| original.source_ref.clone()),
+        target: original.target.clone(),
+        owner: original.owner.clone(),
+        scratch: false,
+        isolated: false,
+        release_override: None,
+        max_attempts,
+        no_cache: true,
+        parent_pin,
+        rebuild_item_id: Some(item_id),
+    }
 }
 
 /// The post-check of a rebuild: the updates the new image still holds an
