@@ -635,6 +635,7 @@ impl Executor {
                     checksum: None,
                     link: c.link,
                     excludes: c.excludes.clone(),
+                    parents: c.parents,
                 };
                 self.copy_step(state, &ins, &c.sources, extra).await?;
             }
@@ -647,6 +648,8 @@ impl Executor {
                     checksum: a.checksum.clone(),
                     link: a.link,
                     excludes: a.excludes.clone(),
+                    // BuildKit's ADD has no --parents; the parser refuses it.
+                    parents: false,
                 };
                 self.copy_step(state, &ins, &a.sources, extra).await?;
             }
@@ -806,6 +809,8 @@ impl Executor {
                             chown,
                             chmod,
                             extract,
+                            excludes,
+                            parents,
                         } => {
                             let path = step.path().join(format!("source{i}"));
                             let p2 = path.clone();
@@ -820,6 +825,8 @@ impl Executor {
                                 chown,
                                 chmod,
                                 extract,
+                                excludes,
+                                parents,
                             }
                         }
                         other => other,

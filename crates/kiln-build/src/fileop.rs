@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 
 use kiln_dockerfile::DockerIgnore;
-use kiln_fileops::{CopyOptions, CopySource, Root, RootKind};
+use kiln_fileops::{CopyOptions, CopySource, Excludes, Root, RootKind, SourceOptions};
 use kiln_sandbox::RootFs;
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +43,12 @@ pub enum FileOp {
         chmod: Option<String>,
         /// ADD: extract local archives.
         extract: bool,
+        /// `--exclude` patterns (`.dockerignore` syntax, relative to each source).
+        #[serde(default)]
+        excludes: Vec<String>,
+        /// COPY `--parents`.
+        #[serde(default)]
+        parents: bool,
     },
     Mkdir {
         path: String,
@@ -172,10 +178,14 @@ fn execute_one(
             chown,
             chmod,
             extract,
+            excludes,
+            parents,
         } => {
             let src = open_source(spec, source, index)?;
-            let matches =
-                kiln_fileops::resolve_sources(&src, patterns).map_err(|e| e.to_string())?;
+            let select =
+                source_options(excludes, *parents).map_err(|e| format!("--exclude: {e}"))?;
+            let matches = kiln_fileops::resolve_sources_with(&src, patterns, &select)
+                .map_err(|e| e.to_string())?;
             let sources: Vec<CopySource<'_>> = matches
                 .iter()
                 .map(|m| CopySource {
@@ -249,6 +259,21 @@ fn mkdir(p: &Path) -> Result<(), String> {
     std::fs::create_dir_all(p).map_err(|e| format!("{}: {e}", p.display()))
 }
 
+/// What `--exclude` and `--parents` select, with the `.dockerignore`
+/// matcher over the exclude patterns (as BuildKit matches them).
+pub(crate) fn source_options(
+    excludes: &[String],
+    parents: bool,
+) -> Result<SourceOptions, kiln_dockerfile::Error> {
+    let excludes = if excludes.is_empty() {
+        None
+    } else {
+        let matcher = DockerIgnore::from_patterns(excludes)?;
+        Some(Excludes::new(Arc::new(IgnoreAdapter(matcher))))
+    };
+    Ok(SourceOptions { excludes, parents })
+}
+
 /// `.dockerignore` as `kiln-fileops` asks for it.
 pub struct IgnoreAdapter(pub DockerIgnore);
 
@@ -259,5 +284,55 @@ impl kiln_fileops::Ignore for IgnoreAdapter {
 
     fn may_include_under(&self, dir: &str) -> bool {
         !self.0.can_skip_dir(dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exclude_patterns_become_a_dockerignore_matcher() {
+        let none = source_options(&[], true).map_err(|e| e.to_string());
+        assert!(matches!(
+            none,
+            Ok(SourceOptions {
+                excludes: None,
+                parents: true
+            })
+        ));
+        let bad = source_options(&["ok".into(), "[a-".into()], false)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        assert_eq!(bad, Err("syntax error in pattern \"[a-\"".to_string()));
+        assert!(source_options(&["!".into()], false).is_err());
+
+        // What the copier asks the matcher: exclusion, and whether an
+        // excluded directory must still be walked for an exception.
+        let adapter = IgnoreAdapter(
+            DockerIgnore::from_patterns(&["node_modules", "docs", "!docs/README.md"])
+                .unwrap_or_default(),
+        );
+        use kiln_fileops::Ignore as _;
+        assert!(adapter.is_excluded("node_modules"));
+        assert!(adapter.is_excluded("node_modules/a/b.js"));
+        assert!(!adapter.is_excluded("src/node_modules"));
+        assert!(!adapter.may_include_under("node_modules"));
+        assert!(adapter.may_include_under("docs"));
+        assert!(!adapter.is_excluded("docs/README.md"));
+    }
+
+    #[test]
+    fn copy_ops_without_the_new_fields_still_parse() {
+        let json = r#"{"Copy":{"source":{"Files":{"path":"/s"}},"patterns":["/a"],
+            "dest":"/","workdir":"/","chown":null,"chmod":null,"extract":false}}"#;
+        let op: FileOp = serde_json::from_str(json).unwrap_or(FileOp::Mkdir {
+            path: String::new(),
+            user: String::new(),
+        });
+        assert!(matches!(
+            op,
+            FileOp::Copy { ref excludes, parents: false, .. } if excludes.is_empty()
+        ));
     }
 }

@@ -11,7 +11,7 @@ use kiln_oci::Digest;
 use crate::cachekey::{KeyBuilder, base_key};
 use crate::error::{BuildError, io_err};
 use crate::executor::{Executor, State, StepWork, located};
-use crate::fileop::{FileOp, IgnoreAdapter, SourceRoot};
+use crate::fileop::{FileOp, IgnoreAdapter, SourceRoot, source_options};
 use crate::options::{Network, SecretFrom};
 use crate::run::{self, RunRequest};
 use crate::semantics::run_args;
@@ -55,7 +55,10 @@ impl Executor {
                         k.field("bind-from", from_key.to_string());
                     } else {
                         let digest = self
-                            .context_digest(std::slice::from_ref(&source))
+                            .context_digest(
+                                std::slice::from_ref(&source),
+                                &kiln_fileops::SourceOptions::default(),
+                            )
                             .await
                             .map_err(|e| located(e, &self.dockerfile_path, ins))?;
                         k.field("bind-context", digest);
@@ -223,15 +226,19 @@ impl Executor {
         }
     }
 
+    /// The content digest of what `patterns` select in the build context
+    /// (`select`: `--exclude`, `--parents`; excluded files are not read).
     pub(crate) async fn context_digest(
         &mut self,
         patterns: &[String],
+        select: &kiln_fileops::SourceOptions,
     ) -> Result<String, BuildError> {
         let context = self.opts.context.clone();
         let ignore = self.ignore.clone();
         let mut cache = std::mem::take(&mut self.digest_cache);
         let (result, cache) = tokio::task::spawn_blocking({
             let patterns = patterns.to_vec();
+            let select = select.clone();
             move || {
                 let r = (|| {
                     let mut root = kiln_fileops::Root::open_context(&context)?;
@@ -240,7 +247,7 @@ impl Executor {
                     {
                         root = root.with_ignore(Arc::new(IgnoreAdapter(m)));
                     }
-                    let matches = kiln_fileops::resolve_sources(&root, &patterns)?;
+                    let matches = kiln_fileops::resolve_sources_with(&root, &patterns, &select)?;
                     kiln_fileops::content_digest(&root, &matches, &mut cache)
                 })();
                 (r, cache)
@@ -272,13 +279,17 @@ impl Executor {
             .field("chmod", extra.chmod.clone().unwrap_or_default())
             .field("patterns", sources.paths.join("\0"))
             .field("excludes", extra.excludes.join("\0"));
-        if !extra.excludes.is_empty() {
-            return Err(located(
-                BuildError::Unsupported("COPY/ADD --exclude".into()),
+        if extra.parents {
+            // Only then, so that the keys of every other COPY stay as they were.
+            k.field("parents", "true");
+        }
+        let select = source_options(&extra.excludes, extra.parents).map_err(|e| {
+            located(
+                BuildError::FileOp(format!("--exclude: {e}")),
                 &self.dockerfile_path,
                 ins,
-            ));
-        }
+            )
+        })?;
         let _ = extra.link; // --link layers are independent; kiln's are already content-addressed.
         let mut ops = Vec::new();
         // Heredoc sources and downloads are staged as files of their own.
@@ -352,7 +363,7 @@ impl Executor {
                 }
                 None => {
                     let digest = self
-                        .context_digest(&local_patterns)
+                        .context_digest(&local_patterns, &select)
                         .await
                         .map_err(|e| located(e, &self.dockerfile_path, ins))?;
                     k.field("context", digest);
@@ -363,14 +374,18 @@ impl Executor {
                     }
                 }
             };
-            ops.push((source, local_patterns));
+            ops.push((source, local_patterns, true));
         }
         if let Some(dir) = &staged {
+            // Downloads and heredocs are files named as such: --exclude
+            // never drops a source named without wildcards, and --parents
+            // has no path to keep for them.
             ops.push((
                 SourceRoot::Files {
                     path: dir.path().to_path_buf(),
                 },
                 staged_names,
+                false,
             ));
         }
         k.field("pending-workdir", state.pending_workdir.to_string());
@@ -381,7 +396,7 @@ impl Executor {
         let multi = ops.len() > 1;
         let mut file_ops: Vec<FileOp> = ops
             .into_iter()
-            .map(|(source, patterns)| FileOp::Copy {
+            .map(|(source, patterns, local)| FileOp::Copy {
                 source,
                 patterns,
                 dest: if multi && !sources.dest.ends_with('/') {
@@ -393,6 +408,12 @@ impl Executor {
                 chown: extra.chown.clone(),
                 chmod: extra.chmod.clone(),
                 extract: extra.extract,
+                excludes: if local {
+                    extra.excludes.clone()
+                } else {
+                    Vec::new()
+                },
+                parents: local && extra.parents,
             })
             .collect();
         if state.pending_workdir {
@@ -418,6 +439,8 @@ pub(crate) struct CopyExtra {
     pub(crate) checksum: Option<String>,
     pub(crate) link: bool,
     pub(crate) excludes: Vec<String>,
+    /// COPY `--parents`.
+    pub(crate) parents: bool,
 }
 
 pub(crate) fn is_url(p: &str) -> bool {

@@ -21,7 +21,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::copy::{CopyOptions, CopySource, CopyStats, Resolved0, check_multi, copy_one};
+use crate::copy::{CopyOptions, CopySource, CopyStats, Resolved0, check_dest, copy_one};
 use crate::dirs::{list, open_subdir};
 use crate::error::{Error, IoContext, Result};
 use crate::meta::{Meta, apply_at, apply_fd, finish_fd};
@@ -114,10 +114,16 @@ pub fn add(
 ) -> Result<CopyStats> {
     let resolved = Resolved0::new(dest_root, opts)?;
     let (dest_path, dir_hint) = destination(dest, workdir);
-    let dest_is_dir = check_multi(dest_root, sources.len(), dest, &dest_path, dir_hint)?;
+    let dest_is_dir = check_dest(dest_root, sources, dest, &dest_path, dir_hint)?;
     let mut stats = CopyStats::default();
     for src in sources {
-        let s = match detect_archive(src.root, src.source)? {
+        // `--parents` keeps paths, which extraction has none of (BuildKit's
+        // ADD does not take the flag).
+        let archive = match src.source.parents {
+            Some(_) => None,
+            None => detect_archive(src.root, src.source)?,
+        };
+        let s = match archive {
             Some(fmt @ (ArchiveFormat::Bzip2 | ArchiveFormat::Xz)) => {
                 return Err(Error::Archive {
                     archive: src.source.path.clone(),

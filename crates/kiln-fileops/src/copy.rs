@@ -10,6 +10,7 @@ use rustix::io::Errno;
 use crate::chmod::Chmod;
 use crate::dirs::{join_rel, list, open_subdir};
 use crate::error::{Error, IoContext, Result};
+use crate::exclude::{Excludes, leaves_out};
 use crate::meta::{Meta, apply_at, apply_fd, copy_xattrs, finish_fd};
 use crate::paths::{Cleaned, destination};
 use crate::root::{
@@ -93,8 +94,14 @@ impl Resolved0 {
 ///
 /// `dest` is relative to `workdir` unless absolute. It is a directory when it
 /// ends in `/` (or `/.`) or already is one; several sources (after wildcard
-/// expansion) need such a destination. Otherwise a single non-directory
-/// source is written *as* `dest`.
+/// expansion) need such a destination, and so do `--parents` sources.
+/// Otherwise a single non-directory source is written *as* `dest`.
+///
+/// Entries below a source that its `--exclude` patterns
+/// ([`SourceMatch::exclude`]) leave out are not copied. A `--parents`
+/// source ([`SourceMatch::parents`]) lands at its kept path below `dest`;
+/// the directories on that path are copied from the source's (owner, mode,
+/// times, xattrs, as for any copied directory), holding only what was selected.
 pub fn copy(
     dest_root: &Root,
     sources: &[CopySource<'_>],
@@ -104,13 +111,28 @@ pub fn copy(
 ) -> Result<CopyStats> {
     let resolved = Resolved0::new(dest_root, opts)?;
     let (dest_path, dir_hint) = destination(dest, workdir);
-    let dest_is_dir = check_multi(dest_root, sources.len(), dest, &dest_path, dir_hint)?;
+    let dest_is_dir = check_dest(dest_root, sources, dest, &dest_path, dir_hint)?;
     let mut stats = CopyStats::default();
     for src in sources {
         let s = copy_one(dest_root, src, &dest_path, dest_is_dir, &resolved)?;
         stats.add(&s);
     }
     Ok(stats)
+}
+
+/// [`check_multi`]; `--parents` sources always go *into* the destination,
+/// which is then a directory whatever its spelling (as BuildKit does).
+pub(crate) fn check_dest(
+    dest_root: &Root,
+    sources: &[CopySource<'_>],
+    dest: &str,
+    dest_path: &Cleaned,
+    dir_hint: bool,
+) -> Result<bool> {
+    if sources.iter().any(|s| s.source.parents.is_some()) {
+        return Ok(true);
+    }
+    check_multi(dest_root, sources.len(), dest, dest_path, dir_hint)
 }
 
 /// Docker's rule: several sources (written, or from a wildcard) need a
@@ -137,7 +159,8 @@ pub(crate) fn check_multi(
     }
 }
 
-/// Copies one source (following a symlink in its last component).
+/// Copies one source (following a symlink in its last component, unless
+/// it is a `--parents` source).
 pub(crate) fn copy_one(
     dest_root: &Root,
     src: &CopySource<'_>,
@@ -145,12 +168,24 @@ pub(crate) fn copy_one(
     dest_is_dir: bool,
     opts: &Resolved0,
 ) -> Result<CopyStats> {
+    if let Some(keep) = &src.source.parents
+        && !keep.is_empty()
+    {
+        return copy_parents(dest_root, src, keep, dest_path, opts);
+    }
     let sr = resolve(src.root, &src.source.path, Lookup::Follow)
         .map_err(|e| not_found_as_source(e, &src.source.path))?;
     let Some(st) = sr.stat(src.root)? else {
         return Err(Error::SourceNotFound(src.source.path.clone()));
     };
     let mut copier = Copier::new(dest_root, src.root, opts);
+    copier.excludes = src.source.exclude.as_ref().map(|e| e.patterns.clone());
+    let ex_base = src
+        .source
+        .exclude
+        .as_ref()
+        .map(|e| e.base.as_str())
+        .unwrap_or("");
     let src_parent = sr.parent(src.root);
     let src_name = sr
         .last
@@ -169,6 +204,7 @@ pub(crate) fn copy_one(
             &sr.relative(),
             dst_fd.as_fd(),
             &dr.relative(),
+            ex_base,
         )?;
         return Ok(copier.stats);
     }
@@ -183,7 +219,95 @@ pub(crate) fn copy_one(
         dst_fd.as_fd(),
         &dst_name,
         &dst_dir.relative(),
+        ex_base,
     )?;
+    Ok(copier.stats)
+}
+
+/// Copies a `--parents` source to `dest/keep`: the directories on the way
+/// are copied from the source's (created or merged, their metadata set once
+/// what they hold is written), the last component as it is.
+fn copy_parents(
+    dest_root: &Root,
+    src: &CopySource<'_>,
+    keep: &str,
+    dest_path: &Cleaned,
+    opts: &Resolved0,
+) -> Result<CopyStats> {
+    let names: Vec<&str> = keep.split('/').collect();
+    let Some((last, dirs)) = names.split_last() else {
+        return Ok(CopyStats::default());
+    };
+    let all: Vec<&str> = src
+        .source
+        .path
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .collect();
+    let pivot = all[..all.len().saturating_sub(names.len())].join("/");
+    let mut copier = Copier::new(dest_root, src.root, opts);
+    copier.excludes = src.source.exclude.as_ref().map(|e| e.patterns.clone());
+
+    let (dr, _) = mkdir_all(dest_root, &dest_path.absolute(), opts.new_dirs())
+        .map_err(|e| non_dir_dest(e, &dest_path.absolute()))?;
+    let mut dst_rel = dr.relative();
+    let mut dst_fd = open_resolved(dest_root, &dr, OFlags::RDONLY | OFlags::DIRECTORY)?;
+    let mut src_lexical = pivot;
+    // (source directory, its stat, destination directory, its path): their
+    // metadata is set last, innermost first.
+    let mut made = Vec::new();
+    for name in dirs {
+        src_lexical = join_rel(&src_lexical, name);
+        let shown_src = format!("/{src_lexical}");
+        let r = resolve(src.root, &shown_src, Lookup::Follow)
+            .map_err(|e| not_found_as_source(e, &shown_src))?;
+        let st = match r.stat(src.root)? {
+            Some(st) if is_dir(&st) => st,
+            Some(_) => return Err(Error::NotADirectory(shown_src)),
+            None => return Err(Error::SourceNotFound(shown_src)),
+        };
+        let src_fd = open_resolved(src.root, &r, OFlags::RDONLY | OFlags::DIRECTORY)?;
+        dst_rel = join_rel(&dst_rel, name);
+        let shown = format!("/{dst_rel}");
+        match rustix::fs::statat(&dst_fd, *name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(ex) if is_dir(&ex) => {}
+            Ok(_) => return Err(Error::CopyToNonDirectory(shown)),
+            Err(Errno::NOENT) => rustix::fs::mkdirat(&dst_fd, *name, Mode::from_raw_mode(0o700))
+                .ctx("mkdir", &shown)?,
+            Err(e) => return Err(Error::io("stat", shown, e)),
+        }
+        let sub = open_subdir(dst_fd.as_fd(), name, &shown)?;
+        made.push((src_fd, st, dst_fd, shown));
+        dst_fd = sub;
+    }
+    let leaf = join_rel(&src_lexical, last);
+    let shown_leaf = format!("/{leaf}");
+    let r = resolve(src.root, &shown_leaf, Lookup::NoFollow)
+        .map_err(|e| not_found_as_source(e, &shown_leaf))?;
+    let Some(st) = r.stat(src.root)? else {
+        return Err(Error::SourceNotFound(shown_leaf));
+    };
+    let name = r.last.as_ref().map(|(n, _)| n.clone()).unwrap_or_default();
+    copier.entry(
+        r.parent(src.root),
+        &name,
+        &st,
+        &r.relative(),
+        dst_fd.as_fd(),
+        last,
+        &dst_rel,
+        keep,
+    )?;
+    // Each level's fd was kept as the parent of the next: finish innermost first.
+    let mut dir_fd = dst_fd;
+    while let Some((src_fd, st, parent_fd, shown)) = made.pop() {
+        let meta = copier.meta(&st, true, false);
+        apply_fd(dir_fd.as_fd(), &meta, &shown)?;
+        copy_xattrs(src_fd.as_fd(), dir_fd.as_fd(), &shown)?;
+        finish_fd(dir_fd.as_fd(), &meta, &shown)?;
+        copier.stats.dirs += 1;
+        dir_fd = parent_fd;
+    }
     Ok(copier.stats)
 }
 
@@ -251,6 +375,8 @@ pub(crate) struct Copier<'a> {
     /// (dev, inode) of a multiply linked source file → its copy's path in the destination.
     links: HashMap<(u64, u64), String>,
     reflink: bool,
+    /// `--exclude` patterns of the source being copied.
+    pub excludes: Option<Excludes>,
     pub stats: CopyStats,
 }
 
@@ -262,11 +388,12 @@ impl<'a> Copier<'a> {
             opts,
             links: HashMap::new(),
             reflink: true,
+            excludes: None,
             stats: CopyStats::default(),
         }
     }
 
-    fn meta(&self, st: &Stat, is_dir: bool, symlink: bool) -> Meta {
+    pub(crate) fn meta(&self, st: &Stat, is_dir: bool, symlink: bool) -> Meta {
         let owner = match (self.opts.chown, self.src_root.kind()) {
             (Some(o), _) => o,
             (None, RootKind::Image) => (st.st_uid, st.st_gid),
@@ -289,13 +416,15 @@ impl<'a> Copier<'a> {
         }
     }
 
-    /// Copies the entries of `src` (canonical `src_rel`) into `dst` (canonical `dst_rel`).
+    /// Copies the entries of `src` (canonical `src_rel`, seen by `--exclude`
+    /// at `ex_rel`) into `dst` (canonical `dst_rel`).
     pub fn contents(
         &mut self,
         src: BorrowedFd<'_>,
         src_rel: &str,
         dst: BorrowedFd<'_>,
         dst_rel: &str,
+        ex_rel: &str,
     ) -> Result<()> {
         for (name, st) in list(src, &format!("/{src_rel}"))? {
             let child = join_rel(src_rel, &name);
@@ -304,12 +433,25 @@ impl<'a> Copier<'a> {
             {
                 continue;
             }
-            self.entry(src, &name, &st, &child, dst, &name, dst_rel)?;
+            let child_ex = join_rel(ex_rel, &name);
+            if leaves_out(
+                self.src_root,
+                self.excludes.as_ref(),
+                src,
+                &name,
+                &st,
+                &child_ex,
+                &child,
+            )? {
+                continue;
+            }
+            self.entry(src, &name, &st, &child, dst, &name, dst_rel, &child_ex)?;
         }
         Ok(())
     }
 
-    /// Copies one entry `src_dir/name` to `dst_dir/dst_name`.
+    /// Copies one entry `src_dir/name` to `dst_dir/dst_name`; `ex_path` is
+    /// where `--exclude` sees it (its entries are matched below that).
     #[allow(clippy::too_many_arguments)]
     pub fn entry(
         &mut self,
@@ -320,6 +462,7 @@ impl<'a> Copier<'a> {
         dst_dir: BorrowedFd<'_>,
         dst_name: &str,
         dst_dir_rel: &str,
+        ex_path: &str,
     ) -> Result<()> {
         let dst_rel = join_rel(dst_dir_rel, dst_name);
         let shown = format!("/{dst_rel}");
@@ -342,7 +485,7 @@ impl<'a> Copier<'a> {
             }
             let dst_fd = open_subdir(dst_dir, dst_name, &shown)?;
             let src_fd = open_subdir(src_dir, name, &src_shown)?;
-            self.contents(src_fd.as_fd(), src_rel, dst_fd.as_fd(), &dst_rel)?;
+            self.contents(src_fd.as_fd(), src_rel, dst_fd.as_fd(), &dst_rel, ex_path)?;
             let meta = self.meta(st, true, false);
             apply_fd(dst_fd.as_fd(), &meta, &shown)?;
             copy_xattrs(src_fd.as_fd(), dst_fd.as_fd(), &shown)?;

@@ -6,6 +6,10 @@
 //! setuid/setgid/sticky bits, link target, device number and content. Not
 //! mtimes or atimes. Owners only for image/stage roots, where COPY keeps them;
 //! for the build context they cannot matter (COPY writes 0:0 or `--chown`).
+//! What a source's `--exclude` patterns leave out is not read, so editing an
+//! excluded file keeps the key (as BuildKit's content checksums do); a
+//! `--parents` source adds its kept path and the directories on that path,
+//! which the copy recreates.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -19,7 +23,8 @@ use sha2::{Digest, Sha256};
 
 use crate::dirs::{join_rel, list, open_subdir};
 use crate::error::{Error, IoContext, Result};
-use crate::root::{Lookup, Root, RootKind, resolve};
+use crate::exclude::{Excludes, leaves_out};
+use crate::root::{Lookup, Root, RootKind, is_dir, resolve};
 use crate::sources::SourceMatch;
 
 /// Read size for hashing: large enough to run at SHA-NI speed.
@@ -141,13 +146,22 @@ pub fn content_digest(
     let mut walker = Walker {
         root,
         cache,
+        excludes: None,
         stats: DigestStats::default(),
         outer: Sha256::new(),
         buf: Vec::new(),
     };
     for m in matches {
         walker.record(&["source", &m.path]);
-        let r = resolve(root, &m.path, Lookup::Follow)?;
+        walker.excludes = m.exclude.as_ref().map(|e| e.patterns.clone());
+        let ex_base = m.exclude.as_ref().map(|e| e.base.as_str()).unwrap_or("");
+        let mut lookup = Lookup::Follow;
+        if let Some(keep) = m.parents.as_deref().filter(|k| !k.is_empty()) {
+            walker.record(&["parents", keep]);
+            walker.kept_dirs(&m.path, keep)?;
+            lookup = Lookup::NoFollow;
+        }
+        let r = resolve(root, &m.path, lookup)?;
         let st = r
             .stat(root)?
             .ok_or_else(|| Error::SourceNotFound(m.path.clone()))?;
@@ -157,7 +171,7 @@ pub fn content_digest(
             .as_ref()
             .map(|(n, _)| n.clone())
             .unwrap_or_else(|| ".".to_string());
-        walker.entry(parent, &name, &st, "", &r.relative())?;
+        walker.entry(parent, &name, &st, "", &r.relative(), ex_base)?;
     }
     Ok(ContentDigest {
         digest: format!("sha256:{}", hex::encode(walker.outer.finalize())),
@@ -168,6 +182,8 @@ pub fn content_digest(
 struct Walker<'a> {
     root: &'a Root,
     cache: &'a mut FileDigestCache,
+    /// `--exclude` patterns of the source being walked.
+    excludes: Option<Excludes>,
     stats: DigestStats,
     outer: Sha256,
     buf: Vec<u8>,
@@ -184,8 +200,38 @@ impl Walker<'_> {
         self.outer.update([b'\n']);
     }
 
+    /// Records the directories on a `--parents` source's kept path (all of
+    /// `keep` but its last component, below the pivot that `path` ends with).
+    fn kept_dirs(&mut self, path: &str, keep: &str) -> Result<()> {
+        let names: Vec<&str> = keep.split('/').collect();
+        let all: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+        let mut lexical = all[..all.len().saturating_sub(names.len())].join("/");
+        let mut kept = String::new();
+        for name in &names[..names.len() - 1] {
+            lexical = join_rel(&lexical, name);
+            kept = join_rel(&kept, name);
+            let shown = format!("/{lexical}");
+            let st = resolve(self.root, &shown, Lookup::Follow)?
+                .stat(self.root)?
+                .filter(is_dir)
+                .ok_or_else(|| Error::NotADirectory(shown.clone()))?;
+            let (mode, owner) = self.mode_owner(&st);
+            self.record(&[&kept, "parent-dir", &mode, &owner]);
+        }
+        Ok(())
+    }
+
+    fn mode_owner(&self, st: &Stat) -> (String, String) {
+        let owner = match self.root.kind() {
+            RootKind::Image => format!("{}:{}", st.st_uid, st.st_gid),
+            RootKind::Context => String::new(),
+        };
+        (format!("{:o}", st.st_mode & 0o7777), owner)
+    }
+
     /// Hashes the entry `name` in `dir`; `rel` is its path below the source,
-    /// `real` its canonical path in the root (the cache and .dockerignore key).
+    /// `real` its canonical path in the root (the cache and .dockerignore
+    /// key), `ex_path` where `--exclude` sees it.
     fn entry(
         &mut self,
         dir: BorrowedFd<'_>,
@@ -193,14 +239,11 @@ impl Walker<'_> {
         st: &Stat,
         rel: &str,
         real: &str,
+        ex_path: &str,
     ) -> Result<()> {
         self.stats.entries += 1;
         let ft = FileType::from_raw_mode(st.st_mode);
-        let mode = format!("{:o}", st.st_mode & 0o7777);
-        let owner = match self.root.kind() {
-            RootKind::Image => format!("{}:{}", st.st_uid, st.st_gid),
-            RootKind::Context => String::new(),
-        };
+        let (mode, owner) = self.mode_owner(st);
         let shown = format!("/{real}");
         match ft {
             FileType::Directory => {
@@ -214,12 +257,25 @@ impl Walker<'_> {
                     {
                         continue;
                     }
+                    let child_ex = join_rel(ex_path, &child);
+                    if leaves_out(
+                        self.root,
+                        self.excludes.as_ref(),
+                        sub.as_fd(),
+                        &child,
+                        &cst,
+                        &child_ex,
+                        &child_real,
+                    )? {
+                        continue;
+                    }
                     self.entry(
                         sub.as_fd(),
                         &child,
                         &cst,
                         &join_rel(rel, &child),
                         &child_real,
+                        &child_ex,
                     )?;
                 }
             }

@@ -18,6 +18,21 @@
 //! error; wildcards follow Go's `filepath.Match` per component; the root's
 //! `.dockerignore` ([`Root::with_ignore`]) hides files.
 //!
+//! # `--exclude` and `--parents` ([`resolve_sources_with`])
+//! - `--exclude` patterns follow `.dockerignore` rules (the builder hands
+//!   in that matcher as [`Excludes`]) but are matched relative to each
+//!   source: the entries of a directory source by their path below it;
+//!   a wildcard's matches by their path below the wildcard's fixed prefix
+//!   (`--exclude=*.txt hom*` drops `home.txt`); a source named without
+//!   wildcards is never excluded itself. An excluded directory is skipped
+//!   whole unless a `!` exception could reach below it, and is then copied
+//!   only if something below it is kept. Digests skip what is excluded.
+//! - `--parents`: every match keeps its path below the root, or below the
+//!   pivot written as `/./` (`x/./y/*.txt` keeps `y/a.txt`); the kept
+//!   directories are copied from the source's; `**` spans directories after
+//!   the pivot; the destination is a directory even without its trailing
+//!   `/` (as in BuildKit); excludes see kept paths.
+//!
 //! # COPY ([`copy`])
 //! - a relative destination is relative to WORKDIR;
 //! - a directory source copies its *contents*; the destination directory is
@@ -45,7 +60,10 @@
 //!
 //! # ADD ([`add`])
 //! Local tar archives (plain, gzip, zstd) are extracted into the
-//! destination; everything else is copied as [`copy`] would. Remote
+//! destination; everything else is copied as [`copy`] would. `--exclude`
+//! decides which sources (wildcard matches) and which entries of directory
+//! sources are added, but does not filter the members of an archive (as
+//! BuildKit's unpacking does not). Remote
 //! downloads are the builder's: it names the file with [`url_file_name`],
 //! gives it mode [`REMOTE_FILE_MODE`] (0600, as Docker does) and copies it.
 //!
@@ -65,6 +83,7 @@ mod copy;
 mod digest;
 mod dirs;
 mod error;
+mod exclude;
 mod meta;
 mod paths;
 mod pattern;
@@ -78,9 +97,10 @@ pub use chmod::Chmod;
 pub use copy::{CopyOptions, CopySource, CopyStats, copy};
 pub use digest::{ContentDigest, DigestStats, FileDigestCache, content_digest};
 pub use error::{Error, Result};
+pub use exclude::{ExcludeScope, Excludes};
 pub use paths::{REMOTE_FILE_MODE, url_file_name};
 pub use root::{Ignore, Root, RootKind};
-pub use sources::{SourceMatch, resolve_sources};
+pub use sources::{SourceMatch, SourceOptions, resolve_sources, resolve_sources_with};
 pub use users::{
     GroupEntry, PasswdEntry, parse_group, parse_passwd, resolve_user, resolve_user_in,
 };

@@ -8,7 +8,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use common::*;
-use kiln_fileops::{ContentDigest, FileDigestCache, Root, content_digest, resolve_sources};
+use kiln_fileops::{
+    ContentDigest, FileDigestCache, Root, SourceOptions, content_digest, resolve_sources,
+    resolve_sources_with,
+};
 
 fn digest(root: &Root, pats: &[&str], cache: &mut FileDigestCache) -> ContentDigest {
     let pats: Vec<String> = pats.iter().map(|s| s.to_string()).collect();
@@ -186,4 +189,73 @@ fn stage_digest_includes_owners() {
         a,
         digest(&stage(), &["/f"], &mut FileDigestCache::new()).digest
     );
+}
+
+fn digest_sel(root: &Root, pats: &[&str], sel: &SourceOptions) -> ContentDigest {
+    let pats: Vec<String> = pats.iter().map(|s| s.to_string()).collect();
+    let m = resolve_sources_with(root, &pats, sel).unwrap();
+    content_digest(root, &m, &mut FileDigestCache::new()).unwrap()
+}
+
+#[test]
+fn excluded_files_do_not_change_digest_and_are_not_read() {
+    let e = env();
+    tree(&e);
+    write(&e.ctx.join("app/debug.log"), "noise");
+    write(&e.ctx.join("app/node_modules/x.js"), "x");
+    let sel = select(&["*.log", "node_modules"], false);
+    let a = digest_sel(&e.ctx_root(), &["app"], &sel);
+    assert_eq!(a.stats.files_hashed, 2, "only main.py and lib/util.py");
+    write(&e.ctx.join("app/debug.log"), "other noise");
+    write(&e.ctx.join("app/node_modules/x.js"), "changed");
+    write(&e.ctx.join("app/node_modules/y.js"), "new");
+    assert_eq!(a.digest, digest_sel(&e.ctx_root(), &["app"], &sel).digest);
+    // Without the patterns the same edits are changes, and so is a kept file.
+    let plain = SourceOptions::default();
+    assert_ne!(a.digest, digest_sel(&e.ctx_root(), &["app"], &plain).digest);
+    write(&e.ctx.join("app/main.py"), "print('changed')");
+    assert_ne!(a.digest, digest_sel(&e.ctx_root(), &["app"], &sel).digest);
+}
+
+#[test]
+fn excluded_wildcard_matches_do_not_change_digest() {
+    let e = env();
+    for f in ["a.txt", "b.txt", "c.md"] {
+        write(&e.ctx.join(f), f);
+    }
+    let sel = select(&["*.md"], false);
+    let a = digest_sel(&e.ctx_root(), &["*"], &sel).digest;
+    write(&e.ctx.join("c.md"), "changed");
+    assert_eq!(a, digest_sel(&e.ctx_root(), &["*"], &sel).digest);
+    write(&e.ctx.join("b.txt"), "changed");
+    assert_ne!(a, digest_sel(&e.ctx_root(), &["*"], &sel).digest);
+}
+
+#[test]
+fn exceptions_keep_their_files_in_the_digest() {
+    let e = env();
+    tree(&e);
+    write(&e.ctx.join("app/lib/other.py"), "o");
+    let sel = select(&["lib", "!lib/util.py"], false);
+    let a = digest_sel(&e.ctx_root(), &["app"], &sel).digest;
+    write(&e.ctx.join("app/lib/other.py"), "changed");
+    assert_eq!(a, digest_sel(&e.ctx_root(), &["app"], &sel).digest);
+    write(&e.ctx.join("app/lib/util.py"), "x = 3");
+    assert_ne!(a, digest_sel(&e.ctx_root(), &["app"], &sel).digest);
+}
+
+#[test]
+fn parents_digest_covers_kept_paths_and_directories() {
+    let e = env();
+    write(&e.ctx.join("x/a.txt"), "a");
+    let parents = select(&[], true);
+    let plain = SourceOptions::default();
+    let a = digest_sel(&e.ctx_root(), &["x/a.txt"], &parents).digest;
+    let p = digest_sel(&e.ctx_root(), &["x/a.txt"], &plain).digest;
+    assert_ne!(a, p, "the kept path is part of what is copied");
+    // x is recreated from the source's x, so its mode is part of the key
+    // with --parents only.
+    fs::set_permissions(e.ctx.join("x"), fs::Permissions::from_mode(0o700)).unwrap();
+    assert_ne!(a, digest_sel(&e.ctx_root(), &["x/a.txt"], &parents).digest);
+    assert_eq!(p, digest_sel(&e.ctx_root(), &["x/a.txt"], &plain).digest);
 }

@@ -4,9 +4,14 @@
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use kiln_fileops::{CopyOptions, CopySource, CopyStats, Result, Root, resolve_sources};
+use kiln_dockerfile::DockerIgnore;
+use kiln_fileops::{
+    CopyOptions, CopySource, CopyStats, Excludes, Ignore, Result, Root, SourceOptions,
+    resolve_sources, resolve_sources_with,
+};
 
 pub struct Env {
     pub tmp: tempfile::TempDir,
@@ -57,6 +62,54 @@ pub fn age(path: &Path) {
         .unwrap();
 }
 
+/// The real `.dockerignore` matcher, as the builder hands it in for `--exclude`.
+struct Matcher(DockerIgnore);
+
+impl Ignore for Matcher {
+    fn is_excluded(&self, path: &str) -> bool {
+        self.0.is_excluded(path)
+    }
+
+    fn may_include_under(&self, dir: &str) -> bool {
+        !self.0.can_skip_dir(dir)
+    }
+}
+
+/// `--exclude=P` for each of `patterns`.
+pub fn excludes(patterns: &[&str]) -> Excludes {
+    Excludes::new(Arc::new(Matcher(
+        DockerIgnore::from_patterns(patterns).unwrap(),
+    )))
+}
+
+/// The selection of `COPY --exclude=P...` (and `--parents` when asked).
+pub fn select(exclude: &[&str], parents: bool) -> SourceOptions {
+    SourceOptions {
+        excludes: (!exclude.is_empty()).then(|| excludes(exclude)),
+        parents,
+    }
+}
+
+/// Every path below `dir`, relative and sorted; directories end in `/`.
+pub fn tree(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let rel = e.path().strip_prefix(base).unwrap().display().to_string();
+            if e.file_type().unwrap().is_dir() {
+                out.push(format!("{rel}/"));
+                walk(base, &e.path(), out);
+            } else {
+                out.push(rel);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
 impl Env {
     pub fn ctx_root(&self) -> Root {
         Root::open_context(&self.ctx).unwrap()
@@ -88,6 +141,31 @@ impl Env {
     ) -> Result<CopyStats> {
         let pats: Vec<String> = patterns.iter().map(|s| s.to_string()).collect();
         let matches = resolve_sources(src, &pats)?;
+        self.copy_matches(src, &matches, dest, workdir, opts)
+    }
+
+    /// COPY with `--exclude`/`--parents` (`sel`) from `src` to `dest`, WORKDIR /.
+    pub fn copy_sel(
+        &self,
+        src: &Root,
+        patterns: &[&str],
+        dest: &str,
+        opts: &CopyOptions,
+        sel: &SourceOptions,
+    ) -> Result<CopyStats> {
+        let pats: Vec<String> = patterns.iter().map(|s| s.to_string()).collect();
+        let matches = resolve_sources_with(src, &pats, sel)?;
+        self.copy_matches(src, &matches, dest, "/", opts)
+    }
+
+    fn copy_matches(
+        &self,
+        src: &Root,
+        matches: &[kiln_fileops::SourceMatch],
+        dest: &str,
+        workdir: &str,
+        opts: &CopyOptions,
+    ) -> Result<CopyStats> {
         let sources: Vec<CopySource<'_>> = matches
             .iter()
             .map(|m| CopySource {
