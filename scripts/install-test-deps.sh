@@ -20,6 +20,8 @@ PACKAGES=(
   mmdebstrap rpm createrepo-c attr libcap2-bin python3 postgresql
   # package-database tests: Berkeley DB tools, sqlite3, gpg for signed RPMs
   db5.3-util sqlite3 gnupg
+  # RUN --mount=type=ssh tests: ssh-agent, ssh-add, ssh-keygen
+  openssh-client
 )
 
 missing=()

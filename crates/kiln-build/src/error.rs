@@ -74,6 +74,12 @@ pub enum BuildError {
     Helper { program: PathBuf, message: String },
     #[error("secret {0:?} is required but was not given (--secret id={0},src=PATH)")]
     MissingSecret(String),
+    #[error(
+        "ssh agent {0:?} is required but was not given (--ssh {0}, --ssh {0}=SOCKET or --ssh {0}=KEYFILE)"
+    )]
+    MissingSsh(String),
+    #[error("--ssh {id}: {message}")]
+    Ssh { id: String, message: String },
     #[error("ONBUILD trigger {trigger:?} of the base image: {message}")]
     OnBuild { trigger: String, message: String },
     #[error("ADD {url}: {message}")]

@@ -154,6 +154,8 @@ pub struct Executor {
     pub(crate) executed: usize,
     pub(crate) now: String,
     pub(crate) secrets_dir: Option<crate::store::Scratch>,
+    /// `--ssh` ids, checked and their key files read.
+    pub(crate) ssh_agents: BTreeMap<String, crate::ssh::Agent>,
     pub(crate) snapshotter: Snapshotter,
     /// The copying snapshotter's last root, for the state key it belongs to.
     pub(crate) materialized: Option<(Digest, crate::store::Scratch)>,
@@ -230,6 +232,7 @@ impl Executor {
             error: e,
         })?;
         let ignore = read_dockerignore(&opts.context, &dockerfile_path)?;
+        let ssh_agents = crate::ssh::resolve(&opts.ssh)?;
         // A bad pin is the caller's mistake whether or not a FROM uses it.
         for (name, pin) in &opts.base_pins {
             pin.parse::<kiln_oci::Reference>()
@@ -279,6 +282,7 @@ impl Executor {
             executed: 0,
             now,
             secrets_dir: None,
+            ssh_agents,
             snapshotter,
             materialized: None,
             pins_used: Default::default(),

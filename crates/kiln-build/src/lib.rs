@@ -7,6 +7,8 @@
 //! - [`layers`]: upper directory → layer blob, blob → layer directory.
 //! - [`pull`], [`push`], [`download`]: registries and URLs (`kiln-client`).
 //! - [`output`]: OCI layout directories and archives.
+//! - [`ssh`], [`sshagent`]: `RUN --mount=type=ssh` (`--ssh`): forwarded
+//!   agents and kiln's own agent for key files.
 //!
 //! [`build`] runs a whole build with [`BuildOptions`].
 
@@ -25,13 +27,15 @@ pub mod pull;
 pub mod push;
 pub mod run;
 pub mod semantics;
+pub mod ssh;
+pub mod sshagent;
 pub mod store;
 
 pub use error::BuildError;
 pub use executor::{BaseRef, BuildResult, Executor};
 pub use options::{
     BuildOptions, Compression, HelperCommand, Network, PullPolicy, RunMount, SecretSource,
-    pinned_base,
+    SshSource, pinned_base,
 };
 pub use progress::Progress;
 

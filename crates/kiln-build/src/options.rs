@@ -80,6 +80,43 @@ impl std::str::FromStr for SecretSource {
     }
 }
 
+/// `--ssh ID[=SOCKET|KEY[,KEY...]]`, as `docker buildx build --ssh` and
+/// buildah take it. `paths` empty (`ID` or `ID=`) means the caller's `$SSH_AUTH_SOCK`
+/// (resolved by the caller, which owns the environment); a socket forwards
+/// that agent, key files are served by kiln's own agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshSource {
+    pub id: String,
+    pub paths: Vec<PathBuf>,
+}
+
+impl std::str::FromStr for SshSource {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (id, paths) = match s.split_once('=') {
+            Some((id, paths)) => (id, paths.split(',').map(PathBuf::from).collect()),
+            None => (s, Vec::new()),
+        };
+        if id.is_empty() {
+            return Err(format!("ssh {s:?}: expected ID[=SOCKET|KEY[,KEY...]]"));
+        }
+        // `ID=` is `ID` (buildx reads both as "use $SSH_AUTH_SOCK").
+        let paths: Vec<PathBuf> = if paths.len() == 1 && paths[0].as_os_str().is_empty() {
+            Vec::new()
+        } else {
+            paths
+        };
+        if paths.iter().any(|p| p.as_os_str().is_empty()) {
+            return Err(format!("ssh {s:?}: empty path after '=' or ','"));
+        }
+        Ok(SshSource {
+            id: id.to_string(),
+            paths,
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
     pub context: PathBuf,
@@ -95,6 +132,8 @@ pub struct BuildOptions {
     pub format: Format,
     pub compression: Compression,
     pub secrets: Vec<SecretSource>,
+    /// Agents for `RUN --mount=type=ssh` (`--ssh`), each id once.
+    pub ssh: Vec<SshSource>,
     pub push: bool,
     pub tls_verify: bool,
     pub outputs: Vec<Output>,
@@ -260,6 +299,27 @@ mod tests {
         let p = pins(&[("Not A Reference", "x")]);
         assert_eq!(pin(&p, "Not A Reference"), Some("x"));
         assert_eq!(pin(&p, "not a reference"), None);
+    }
+
+    #[test]
+    fn ssh_values_parse_like_buildx() {
+        let s: SshSource = "default".parse().unwrap();
+        assert_eq!((s.id.as_str(), s.paths.len()), ("default", 0));
+        let s: SshSource = "default=/run/user/0/agent.sock".parse().unwrap();
+        assert_eq!(s.paths, vec![PathBuf::from("/run/user/0/agent.sock")]);
+        let s: SshSource = "git=/k/id_ed25519,/k/id_rsa".parse().unwrap();
+        assert_eq!(s.id, "git");
+        assert_eq!(
+            s.paths,
+            vec![PathBuf::from("/k/id_ed25519"), PathBuf::from("/k/id_rsa")]
+        );
+        // A relative path is the caller's to resolve, as buildx does.
+        let s: SshSource = "k=id_rsa".parse().unwrap();
+        assert_eq!(s.paths, vec![PathBuf::from("id_rsa")]);
+        assert!("a=".parse::<SshSource>().unwrap().paths.is_empty());
+        for bad in ["", "=/x", "a=/x,", "a=,/x"] {
+            assert!(bad.parse::<SshSource>().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -41,6 +41,8 @@ impl Executor {
             .field("network", format!("{network:?}"))
             .field("security", format!("{:?}", r.security));
         let mut mounts = Vec::new();
+        let ssh = crate::ssh::ssh_mounts(&r.mounts);
+        let mut ssh_plan = ssh.iter();
         for m in &r.mounts {
             let target = m.target.clone().unwrap_or_default();
             k.field("mount", format!("{m:?}"));
@@ -122,11 +124,28 @@ impl Executor {
                     }
                 }
                 MountType::Ssh => {
-                    return Err(located(
-                        BuildError::Unsupported("RUN --mount=type=ssh".into()),
-                        &self.dockerfile_path,
-                        ins,
-                    ));
+                    // The key has the mount as written; the agent, like a
+                    // secret, is not part of it.
+                    let Some(plan) = ssh_plan.next() else {
+                        return Err(BuildError::Internal("ssh mounts miscounted".into()));
+                    };
+                    match self.ssh_agents.get(&plan.id) {
+                        Some(agent) => mounts.push(run::MountReq::Ssh {
+                            agent: agent.clone(),
+                            target: plan.target.clone(),
+                            uid: plan.uid,
+                            gid: plan.gid,
+                            mode: plan.mode,
+                        }),
+                        None if plan.required => {
+                            return Err(located(
+                                BuildError::MissingSsh(plan.id.clone()),
+                                &self.dockerfile_path,
+                                ins,
+                            ));
+                        }
+                        None => {}
+                    }
                 }
             }
         }
@@ -142,6 +161,8 @@ impl Executor {
                 readonly: m.readonly,
             });
         }
+        let mut env = env;
+        env.extend(crate::ssh::auth_sock_env(&env, &ssh));
         let req = RunRequest {
             args,
             env,

@@ -50,6 +50,14 @@ pub enum MountReq {
         gid: Option<u32>,
         mode: Option<u32>,
     },
+    /// An agent socket kiln serves at `target` for the RUN's duration.
+    Ssh {
+        agent: crate::ssh::Agent,
+        target: String,
+        uid: u32,
+        gid: u32,
+        mode: u32,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -88,8 +96,39 @@ pub async fn run(
     if req.insecure {
         spec.capabilities = Some(vec!["ALL".to_string()]);
     }
+    // Sockets live outside the store: a socket path has at most 107 bytes.
+    let socket_parent = Some(std::env::temp_dir())
+        .filter(|t| t.as_os_str().len() <= 64)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    let mut ssh_dir = None;
+    let mut agent_sockets = Vec::new();
     for (i, m) in req.mounts.iter().enumerate() {
         match m {
+            MountReq::Ssh {
+                agent,
+                target,
+                uid,
+                gid,
+                mode,
+            } => {
+                let dir = match &ssh_dir {
+                    Some(d) => d,
+                    None => ssh_dir.insert(
+                        tempfile::Builder::new()
+                            .prefix("kiln-ssh-")
+                            .tempdir_in(&socket_parent)
+                            .map_err(|e| crate::error::io_err(&socket_parent, e))?,
+                    ),
+                };
+                let socket = dir.path().join(format!("agent{i}.sock"));
+                agent_sockets.push(crate::ssh::AgentSocket::start(
+                    agent, &socket, *uid, *gid, *mode,
+                )?);
+                spec.mounts.push(Mount::Socket {
+                    source: socket,
+                    target: target.clone(),
+                });
+            }
             MountReq::Bind {
                 lowers: Some(layers),
                 source,
@@ -247,6 +286,8 @@ pub async fn run(
         }
     }
     let stubs = prepared.report.leftover_stubs().unwrap_or_default();
+    drop(agent_sockets);
+    drop(ssh_dir);
     drop(scratch);
     Ok(stubs)
 }

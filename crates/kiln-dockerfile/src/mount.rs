@@ -337,6 +337,11 @@ pub(crate) fn parse_mount(
             m.kind.as_str()
         )));
     }
+    // BuildKit refuses this when it converts the RUN; the mount is already
+    // known to be wrong here, with the Dockerfile line at hand.
+    if m.kind == MountType::Ssh && m.source.is_some() {
+        return Err(Error::msg("ssh does not support source"));
+    }
     if m.kind == MountType::Secret {
         if m.from.is_some() {
             return Err(Error::msg("secret mount should not have a from"));
@@ -395,6 +400,37 @@ mod tests {
             Some(64 << 20)
         );
         assert!(p("type=bind,target=/t,size=64m").is_err());
+    }
+
+    #[test]
+    fn ssh_options_parse_like_buildkit() {
+        // Defaults are BuildKit's at conversion time: id "default", target
+        // /run/buildkit/ssh_agent.N, mode 0600, owner 0:0; unset here.
+        let m = p("type=ssh").unwrap();
+        assert_eq!(m.kind, MountType::Ssh);
+        assert_eq!((m.id.as_deref(), m.target.as_deref()), (None, None));
+        assert!(!m.required);
+        assert_eq!((m.mode, m.uid, m.gid), (None, None, None));
+        let m =
+            p("type=ssh,id=gitlab,dst=/tmp/agent.sock,required=true,mode=0640,uid=1000,gid=100")
+                .unwrap();
+        assert_eq!(m.id.as_deref(), Some("gitlab"));
+        assert_eq!(m.target.as_deref(), Some("/tmp/agent.sock"));
+        assert!(m.required);
+        assert_eq!((m.mode, m.uid, m.gid), (Some(0o640), Some(1000), Some(100)));
+        assert!(p("type=ssh,required").unwrap().required);
+        assert!(!p("type=ssh,required=false").unwrap().required);
+        assert!(p("type=ssh,required=maybe").is_err());
+        assert!(p("type=ssh,mode=9").is_err());
+        assert!(p("type=ssh,uid=-1").is_err());
+        assert_eq!(
+            p("type=ssh,source=/x").unwrap_err().message,
+            "ssh does not support source"
+        );
+        assert!(p("type=ssh,sharing=locked").is_err());
+        assert!(p("type=ssh,size=1m").is_err());
+        // `required` is only known once the type is: BuildKit reads in order.
+        assert!(p("required,type=ssh").is_err());
     }
 
     #[test]

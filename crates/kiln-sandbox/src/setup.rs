@@ -298,6 +298,18 @@ pub fn prepare_root<K: Kernel>(
                 let host = ensure_user(k, target, want, &mut stubs)?;
                 bind(k, source, &host, *readonly)?;
             }
+            Mount::Socket { source, target } => {
+                match ctx(k.lstat(source), || format!("socket {}", source.display()))? {
+                    Some(FileKind::Dir) => {
+                        return Err(format!("socket {} is a directory", source.display()));
+                    }
+                    Some(_) => {}
+                    None => return Err(format!("socket {} does not exist", source.display())),
+                }
+                // Every directory created here is a stub too: none may stay.
+                let host = ensure(k, target, Want::File, &mut stubs)?;
+                bind(k, source, &host, false)?;
+            }
             Mount::Tmpfs { target, size, mode } => {
                 let host = ensure_user(k, target, Want::Dir, &mut stubs)?;
                 let mut data = format!("mode={:o}", mode.unwrap_or(0o1777));
@@ -642,6 +654,65 @@ mod tests {
         // Created parents of RUN --mount targets stay, as with buildah.
         assert!(stubs.ends_with(&["mnt/data".into(), "scratch".into()]));
         assert!(!stubs.contains(&"mnt".to_string()));
+    }
+
+    #[test]
+    fn socket_mounts_leave_no_directory_behind() {
+        let mut k = kernel();
+        k.file("/tmp/agent.sock", "");
+        let mut s = spec();
+        s.mounts = vec![
+            Mount::Socket {
+                source: "/tmp/agent.sock".into(),
+                target: "/run/buildkit/ssh_agent.0".into(),
+            },
+            Mount::Socket {
+                source: "/tmp/agent.sock".into(),
+                target: "/etc/agent.sock".into(),
+            },
+        ];
+        let prepared = prepare_root(&mut k, &s, Path::new(S)).unwrap();
+        let sock = k
+            .mounts()
+            .into_iter()
+            .find(|m| m.target == Path::new(&r("/run/buildkit/ssh_agent.0")))
+            .unwrap();
+        assert_eq!(sock.source.as_deref(), Some(Path::new("/tmp/agent.sock")));
+        assert_eq!(sock.flags, libc::MS_BIND | libc::MS_REC);
+        let stubs: Vec<_> = prepared
+            .stubs
+            .iter()
+            .map(|s| (s.path.display().to_string(), s.dir))
+            .collect();
+        assert!(
+            stubs.ends_with(&[
+                ("run".into(), true),
+                ("run/buildkit".into(), true),
+                ("run/buildkit/ssh_agent.0".into(), false),
+                ("etc/agent.sock".into(), false),
+            ]),
+            "{stubs:?}"
+        );
+        // /run did not exist: its parent's times are kept, the others' are
+        // those of directories that go anyway.
+        assert!(
+            prepared.stubs[prepared.stubs.len() - 4]
+                .parent_times
+                .is_some()
+        );
+        assert!(
+            prepared.stubs[prepared.stubs.len() - 3]
+                .parent_times
+                .is_none()
+        );
+
+        let mut s = spec();
+        s.mounts = vec![Mount::Socket {
+            source: "/tmp/gone.sock".into(),
+            target: "/run/a.sock".into(),
+        }];
+        let err = prepare_root(&mut kernel(), &s, Path::new(S)).unwrap_err();
+        assert!(err.contains("/tmp/gone.sock does not exist"), "{err}");
     }
 
     #[test]

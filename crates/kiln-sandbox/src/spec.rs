@@ -67,6 +67,10 @@ pub enum Mount {
         #[serde(default)]
         mode: Option<u32>,
     },
+    /// A host socket (an ssh agent's) bound on `target`. Unlike the other mounts, the
+    /// directories created on the way to `target` are removed after the run too, as
+    /// BuildKit does for its ssh sockets: nothing of it is left in the layer.
+    Socket { source: PathBuf, target: String },
 }
 
 impl Mount {
@@ -74,7 +78,8 @@ impl Mount {
         match self {
             Mount::Bind { target, .. }
             | Mount::Tmpfs { target, .. }
-            | Mount::Layers { target, .. } => target,
+            | Mount::Layers { target, .. }
+            | Mount::Socket { target, .. } => target,
         }
     }
 }
@@ -166,7 +171,7 @@ impl SandboxSpec {
                     "mount target {target:?} must be an absolute path other than /"
                 ));
             }
-            if let Mount::Bind { source, .. } = mount
+            if let Mount::Bind { source, .. } | Mount::Socket { source, .. } = mount
                 && !source.is_absolute()
             {
                 return Err(format!(
@@ -222,6 +227,10 @@ mod tests {
             upper: "/u".into(),
             work: "/w".into(),
         };
+        s.mounts.push(Mount::Socket {
+            source: "/tmp/agent.sock".into(),
+            target: "/run/buildkit/ssh_agent.0".into(),
+        });
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<SandboxSpec>(&json).unwrap(), s);
     }

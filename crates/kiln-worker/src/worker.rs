@@ -532,6 +532,7 @@ impl Job<'_> {
             format: kiln_build::image::Format::Oci,
             compression: kiln_build::Compression::default(),
             secrets: Vec::new(),
+            ssh: Vec::new(),
             push: !answer.tags.is_empty(),
             // kiln-client speaks plain HTTP to loopback registries anyway.
             tls_verify: true,

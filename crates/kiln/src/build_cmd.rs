@@ -7,7 +7,8 @@ use anyhow::{Context, Result, bail};
 use kiln_build::image::Format;
 use kiln_build::output::Output;
 use kiln_build::{
-    BuildOptions, Compression, HelperCommand, Network, Progress, PullPolicy, RunMount, SecretSource,
+    BuildOptions, Compression, HelperCommand, Network, Progress, PullPolicy, RunMount,
+    SecretSource, SshSource,
 };
 
 #[derive(clap::Args)]
@@ -45,6 +46,12 @@ pub struct BuildArgs {
     /// A build secret: id=ID,src=PATH or id=ID,env=VAR.
     #[arg(long = "secret")]
     secrets: Vec<SecretSource>,
+    /// An ssh agent for RUN --mount=type=ssh,id=ID (repeatable):
+    /// ID=SOCKET forwards an agent, ID=KEY[,KEY...] serves unencrypted
+    /// ed25519 key files (other keys: through an ssh-agent's socket); a
+    /// bare ID (`default`) takes $SSH_AUTH_SOCK.
+    #[arg(long = "ssh", value_name = "ID[=SOCKET|KEY[,KEY...]]")]
+    ssh: Vec<SshSource>,
     /// Bind-mount a host path into every RUN step: HOST:CONTAINER[:ro|rw]
     /// (never part of a layer).
     #[arg(short = 'v', long = "volume")]
@@ -104,6 +111,27 @@ fn key_values(
         }
     }
     Ok(map)
+}
+
+/// `--ssh ID` without a path means the caller's agent, as with buildx.
+fn ssh_sources(
+    mut sources: Vec<SshSource>,
+    auth_sock: Option<&std::ffi::OsStr>,
+) -> Result<Vec<SshSource>> {
+    for s in &mut sources {
+        if s.paths.is_empty() {
+            match auth_sock.filter(|v| !v.is_empty()) {
+                Some(sock) => s.paths.push(PathBuf::from(sock)),
+                None => bail!(
+                    "--ssh {}: no path given and SSH_AUTH_SOCK is not set; \
+                     start an ssh-agent or give --ssh {}=SOCKET|KEY",
+                    s.id,
+                    s.id
+                ),
+            }
+        }
+    }
+    Ok(sources)
 }
 
 /// The one `--build-context` source kiln has: an image in a registry.
@@ -184,6 +212,7 @@ pub async fn run(args: BuildArgs) -> Result<()> {
         format,
         compression: args.compression,
         secrets: args.secrets,
+        ssh: ssh_sources(args.ssh, std::env::var_os("SSH_AUTH_SOCK").as_deref())?,
         push: args.push,
         tls_verify: args.tls_verify,
         outputs: args.outputs,
@@ -237,6 +266,40 @@ mod tests {
 
     fn err(item: &str) -> String {
         build_context(item).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bare_ssh_ids_take_the_callers_agent() {
+        let parse = |items: &[&str]| -> Vec<SshSource> {
+            items.iter().map(|i| i.parse().unwrap()).collect()
+        };
+        let sock = std::ffi::OsStr::new("/tmp/ssh-x/agent.1");
+        let got = ssh_sources(parse(&["default", "git=/k/id", "other="]), Some(sock)).unwrap();
+        let paths: Vec<_> = got
+            .iter()
+            .map(|s| (s.id.as_str(), s.paths.clone()))
+            .collect();
+        assert_eq!(
+            paths,
+            vec![
+                ("default", vec![PathBuf::from("/tmp/ssh-x/agent.1")]),
+                ("git", vec![PathBuf::from("/k/id")]),
+                ("other", vec![PathBuf::from("/tmp/ssh-x/agent.1")]),
+            ]
+        );
+        // With paths given, no agent is needed.
+        assert!(ssh_sources(parse(&["git=/k/id"]), None).is_ok());
+        for unset in [None, Some(std::ffi::OsStr::new(""))] {
+            let e = ssh_sources(parse(&["default"]), unset)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("--ssh default: ") && e.contains("SSH_AUTH_SOCK is not set"),
+                "{e}"
+            );
+        }
+        // What clap hands over: the value parser's own errors.
+        assert!("=x".parse::<SshSource>().is_err());
     }
 
     #[test]
