@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use kiln_oci::{Algorithm, Digest, Hasher};
 use serde::{Deserialize, Serialize};
@@ -339,10 +339,12 @@ fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
 type WriteJob = tokio::task::JoinHandle<Result<(std::fs::File, Hasher), UploadError>>;
 
 /// Writes the stream to `file` while hashing it; the disk write of one chunk
-/// overlaps receiving the next. With `writeback_from` (the file offset the
-/// stream starts at; set when blobs are fsynced), each chunk's writeback to
-/// the disk starts as soon as it is written, so the fsync at the end waits
-/// for the last chunks only instead of the whole blob.
+/// overlaps receiving the next. The body's frames are written as they came
+/// (one `writev` per chunk of about WRITE_CHUNK bytes), never copied into a
+/// buffer of ours first. With `writeback_from` (the file offset the stream
+/// starts at; set when blobs are fsynced), each chunk's writeback to the
+/// disk starts as soon as it is written, so the fsync at the end waits for
+/// the last chunks only instead of the whole blob.
 async fn write_stream<S, E>(
     file: std::fs::File,
     hasher: Hasher,
@@ -355,31 +357,43 @@ where
 {
     let mut state = Some((file, hasher));
     let mut pending: Option<WriteJob> = None;
-    let mut buf = BytesMut::with_capacity(WRITE_CHUNK);
+    let mut frames: Vec<Bytes> = Vec::new();
+    let mut buffered = 0usize;
     let mut total = 0u64;
     let mut written = 0u64;
-    let mut spawn = |file: std::fs::File, mut hasher: Hasher, data: Bytes| -> WriteJob {
+    let mut spawn = |file: std::fs::File, mut hasher: Hasher, frames: Vec<Bytes>| -> WriteJob {
+        let len: u64 = frames.iter().map(|f| f.len() as u64).sum();
         let at = writeback_from.map(|start| start + written);
-        written += data.len() as u64;
+        written += len;
         tokio::task::spawn_blocking(move || {
             let mut file = file;
-            file.write_all(&data).map_err(|source| UploadError::Io {
+            write_frames(&mut file, &frames).map_err(|source| UploadError::Io {
                 path: PathBuf::from("upload data"),
                 source,
             })?;
             if let Some(at) = at {
-                start_writeback(&file, at, data.len() as u64);
+                start_writeback(&file, at, len);
             }
-            hasher.update(&data);
+            for f in &frames {
+                hasher.update(f);
+            }
             Ok((file, hasher))
         })
+    };
+    let unfinished = |total| UploadError::Incomplete {
+        received: total,
+        reason: "internal".into(),
     };
     loop {
         match body.next().await {
             Some(Ok(bytes)) => {
+                if bytes.is_empty() {
+                    continue;
+                }
                 total += bytes.len() as u64;
-                buf.extend_from_slice(&bytes);
-                if buf.len() < WRITE_CHUNK {
+                buffered += bytes.len();
+                frames.push(bytes);
+                if buffered < WRITE_CHUNK {
                     continue;
                 }
             }
@@ -396,26 +410,40 @@ where
         }
         let (file, hasher) = match pending.take() {
             Some(p) => p.await??,
-            None => state.take().ok_or_else(|| UploadError::Incomplete {
-                received: total,
-                reason: "internal".into(),
-            })?,
+            None => state.take().ok_or_else(|| unfinished(total))?,
         };
-        pending = Some(spawn(file, hasher, buf.split().freeze()));
+        buffered = 0;
+        pending = Some(spawn(file, hasher, std::mem::take(&mut frames)));
     }
     let (file, hasher) = match pending.take() {
         Some(p) => p.await??,
-        None => state.take().ok_or_else(|| UploadError::Incomplete {
-            received: total,
-            reason: "internal".into(),
-        })?,
+        None => state.take().ok_or_else(|| unfinished(total))?,
     };
-    let (_, hasher) = if buf.is_empty() {
+    let (_, hasher) = if frames.is_empty() {
         (file, hasher)
     } else {
-        spawn(file, hasher, buf.freeze()).await??
+        spawn(file, hasher, frames).await??
     };
     Ok((total, hasher))
+}
+
+/// Writes every frame, in order, with as few `writev` calls as the kernel allows.
+fn write_frames(file: &mut std::fs::File, frames: &[Bytes]) -> std::io::Result<()> {
+    // The kernel takes at most IOV_MAX (1024) slices per call.
+    const MAX_SLICES: usize = 1024;
+    let mut slices: Vec<std::io::IoSlice<'_>> =
+        frames.iter().map(|f| std::io::IoSlice::new(f)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let n = rest.len().min(MAX_SLICES);
+        match file.write_vectored(&rest[..n]) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(written) => std::io::IoSlice::advance_slices(&mut rest, written),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -429,6 +457,20 @@ mod tests {
                 .map(|p| Ok(Bytes::from_static(p)))
                 .collect::<Vec<_>>(),
         )
+    }
+
+    #[test]
+    fn frames_are_written_in_order_past_the_slice_limit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("f");
+        let mut f = std::fs::File::create(&path).unwrap();
+        // More frames than one writev takes, of uneven sizes.
+        let frames: Vec<Bytes> = (0..2500u32)
+            .map(|i| Bytes::from(vec![(i % 251) as u8; (i % 7) as usize + 1]))
+            .collect();
+        write_frames(&mut f, &frames).unwrap();
+        let want: Vec<u8> = frames.iter().flat_map(|b| b.iter().copied()).collect();
+        assert_eq!(std::fs::read(&path).unwrap(), want);
     }
 
     #[tokio::test]
