@@ -161,6 +161,7 @@ fn main() {
     if let Some(code) = build_cmd::maybe_helper() {
         std::process::exit(code);
     }
+    keep_freed_memory();
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -170,6 +171,22 @@ fn main() {
         // One line a user can act on (with its causes), never a backtrace.
         eprintln!("Error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+/// glibc gives large freed blocks back to the kernel at once (trim, munmap),
+/// so a server that receives blobs faults and zeroes fresh pages for every
+/// few MiB it reads: ~25 000 page faults and ~10 % of the CPU of a 512 MiB
+/// push. Keeping up to 64 MiB of freed heap per arena, and serving buffers
+/// of up to 16 MiB from the heap, lets uploads reuse their memory; the cost
+/// is that much more resident memory after a burst.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; it runs before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 16 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
     }
 }
 
