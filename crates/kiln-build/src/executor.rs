@@ -210,6 +210,27 @@ const PROXY_ARGS: [&str; 8] = [
     "no_proxy",
 ];
 
+/// The registry client of a build (pulls and pushes alike): credentials
+/// from the usual auth files, `tls_verify` as the options say.
+pub(crate) fn registry_client(
+    opts: &BuildOptions,
+    progress: &Progress,
+) -> Result<Client, BuildError> {
+    let credentials = match Credentials::from_auth_files() {
+        Ok(c) => c,
+        Err(e) => {
+            progress.line(&format!("[Warning] registry credentials not loaded: {e}"));
+            Credentials::new()
+        }
+    };
+    Client::new(ClientOptions {
+        tls_verify: opts.tls_verify,
+        credentials,
+        ..ClientOptions::default()
+    })
+    .map_err(|e| BuildError::Internal(format!("registry client: {e}")))
+}
+
 impl Executor {
     pub fn new(opts: BuildOptions, progress: Progress) -> Result<Executor, BuildError> {
         let store = Store::open(&opts.root)?;
@@ -241,19 +262,7 @@ impl Executor {
                     message: format!("pinned for {name}: {e}"),
                 })?;
         }
-        let credentials = match Credentials::from_auth_files() {
-            Ok(c) => c,
-            Err(e) => {
-                progress.line(&format!("[Warning] registry credentials not loaded: {e}"));
-                Credentials::new()
-            }
-        };
-        let client = Client::new(ClientOptions {
-            tls_verify: opts.tls_verify,
-            credentials,
-            ..ClientOptions::default()
-        })
-        .map_err(|e| BuildError::Internal(format!("registry client: {e}")))?;
+        let client = registry_client(&opts, &progress)?;
         let digest_cache =
             kiln_fileops::FileDigestCache::load(&store.context_digest_cache_path(&opts.context))
                 .unwrap_or_default();

@@ -90,6 +90,24 @@ pub async fn build(opts: BuildOptions, progress: Progress) -> Result<BuildResult
     Ok(result)
 }
 
+/// Pushes an image that [`build`] made (without `push`) to every tag in
+/// `tags`, from the store at `opts.root`, with the registry client a build
+/// with these options uses: so a caller can check the image before any tag
+/// moves.
+pub async fn push_image(
+    opts: &BuildOptions,
+    result: &BuildResult,
+    tags: &[String],
+    progress: Progress,
+) -> Result<(), BuildError> {
+    let store = store::Store::open(&opts.root)?;
+    let client = executor::registry_client(opts, &progress)?;
+    for tag in tags {
+        push::push(&client, &store, result, tag, &progress).await?;
+    }
+    Ok(())
+}
+
 /// Writes the parts of a built image's root filesystem (its layers, from
 /// the store at `store_root`) that lie under `dirs` into `dest`, with the
 /// directories and symlinks leading there; all of it when `dirs` is empty.

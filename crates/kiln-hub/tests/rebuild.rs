@@ -55,6 +55,8 @@ struct World {
     stale: HashSet<String>,
     /// Order builds completed in: (repository, build id).
     completed: Vec<(String, i64)>,
+    /// Build id → the updates the hub's answer to `prepared` expected.
+    expected: HashMap<i64, Vec<String>>,
     specs: HashMap<&'static str, Spec>,
     counter: u64,
 }
@@ -310,6 +312,9 @@ impl TestHub {
             return;
         }
         let answer: PreparedAnswer = serde_json::from_value(v).unwrap();
+        self.world
+            .expected
+            .insert(a.build.id, answer.expect.clone());
         if self.world.failing.contains(&image) {
             let f = Failure {
                 worker: WORKER.into(),
@@ -606,6 +611,12 @@ async fn a_rebuild_without_the_update_fails_the_check() {
     assert_eq!(info.event.state, RebuildEventState::Failed);
     let b = item(&info, "b");
     assert_eq!(b.item.state, RebuildItemState::Failed);
+    // The worker was told what to check before pushing; builds by hand
+    // expect nothing.
+    assert_eq!(b.item.expect, ["foo-1.1-1.noarch"]);
+    assert_eq!(hub.world.expected[&b.item.build_id.unwrap()], b.item.expect);
+    let (_, original) = hub.world.completed[0];
+    assert_eq!(hub.world.expected[&original], Vec::<String>::new());
     let build = hub.build(b.item.build_id.unwrap()).await;
     assert_eq!(build.state, BuildState::Failed);
     let reason = build.reason.unwrap_or_default();

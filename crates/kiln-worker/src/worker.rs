@@ -5,9 +5,11 @@
 //! (`prepared`), which answers with the NVR, the labels to add and the tags
 //! to push — or refuses; write the generated Dockerfile (labels, the
 //! `/root/buildinfo/` copy); render the target's package repositories as
-//! `.repo` files mounted into RUN steps; build and push; unpack the image
-//! and list its packages; complete. Any error fails the build with its
-//! first line; the whole message goes to the build log.
+//! `.repo` files mounted into RUN steps; build; unpack the image and list
+//! its packages; for an automatic rebuild, check that it holds the updates
+//! the hub expects (the hub's own post-check, made before any tag moves);
+//! push every tag; complete. Any error fails the build with its first
+//! line; the whole message goes to the build log.
 //!
 //! All along, a heartbeat keeps the lease. When the hub answers a
 //! heartbeat with 409 (the build was canceled, or the lease lost), the
@@ -403,6 +405,9 @@ enum JobError {
     },
     #[error("reading the packages of the image: {0}")]
     Content(#[from] kiln_content::Error),
+    /// The rebuild check failed: the hub's own reason, word for word.
+    #[error("{0}")]
+    MissingUpdates(String),
     #[error("the built image's manifest: {0}")]
     Manifest(String),
     #[error("internal error: {0}")]
@@ -533,7 +538,9 @@ impl Job<'_> {
             compression: kiln_build::Compression::default(),
             secrets: Vec::new(),
             ssh: Vec::new(),
-            push: !answer.tags.is_empty(),
+            // Pushed below, once the image passed the rebuild check: a
+            // failing rebuild moves no tag.
+            push: false,
             // kiln-client speaks plain HTTP to loopback registries anyway.
             tls_verify: true,
             outputs: Vec::new(),
@@ -550,18 +557,31 @@ impl Job<'_> {
                 .collect(),
             base_pins,
         };
-        let result = kiln_build::build(options, self.progress.clone())
+        let build_error = |error| JobError::Build {
+            error: Box::new(error),
+            dockerfile: dockerfile_name.clone(),
+        };
+        let result = kiln_build::build(options.clone(), self.progress.clone())
             .await
-            .map_err(|error| JobError::Build {
-                error: Box::new(error),
-                dockerfile: dockerfile_name.clone(),
-            })?;
-        for tag in &answer.tags {
-            log(&format!("Pushed {tag}"));
-        }
+            .map_err(build_error)?;
 
         let packages = self.packages(&result).await?;
         log(&format!("{} packages in the image", packages.len()));
+        check_updates(&packages, &answer.expect)?;
+        if !answer.expect.is_empty() {
+            log(&format!(
+                "The image holds the updates: {}",
+                answer.expect.join(", ")
+            ));
+        }
+        if !answer.tags.is_empty() {
+            kiln_build::push_image(&options, &result, &answer.tags, self.progress.clone())
+                .await
+                .map_err(build_error)?;
+        }
+        for tag in &answer.tags {
+            log(&format!("Pushed {tag}"));
+        }
         completion(self.hub.worker(), &result, answer.tags, packages)
     }
 
@@ -598,6 +618,16 @@ impl Job<'_> {
         })
         .await;
         Ok(inventory.packages.into_iter().map(to_hub_package).collect())
+    }
+}
+
+/// The rebuild check the hub would make at completion, made before any
+/// tag is pushed: fails when `packages` still hold an older version of an
+/// update in `expect` (empty for builds that are not rebuilds).
+fn check_updates(packages: &[Package], expect: &[String]) -> Result<(), JobError> {
+    match kiln_hub::domain::planner::missing_updates_reason(packages, expect) {
+        Some(reason) => Err(JobError::MissingUpdates(reason)),
+        None => Ok(()),
     }
 }
 
@@ -726,6 +756,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             tags: vec![],
+            expect: vec![],
         };
         let o = inject_options(&answer, "https://u:secret@git.example/app.git", "abc");
         assert_eq!(o.build_date, "2024-05-01T12:00:00Z");
@@ -736,6 +767,56 @@ mod tests {
         assert_eq!(vcs.commit, "abc");
         assert!(!o.architecture.is_empty());
         assert_ne!(o.architecture, "amd64");
+    }
+
+    fn rpm(name: &str, version: &str, release: &str) -> Package {
+        Package {
+            kind: PackageKind::Rpm,
+            name: name.into(),
+            epoch: None,
+            version: version.into(),
+            release: release.into(),
+            arch: "noarch".into(),
+            source: Some(format!("{name}-{version}-{release}.src.rpm")),
+            license: None,
+            signing_key: None,
+        }
+    }
+
+    #[test]
+    fn the_rebuild_check_fails_on_an_older_package_with_the_hubs_reason() {
+        let packages = [rpm("kiln-foo", "1.0", "1"), rpm("kiln-bar", "1.1", "1")];
+        let expect = ["kiln-foo-1.1-1.noarch".to_string()];
+        let Err(e) = check_updates(&packages, &expect) else {
+            panic!("kiln-foo-1.0-1 passed for kiln-foo-1.1-1");
+        };
+        let message = e.to_string();
+        assert_eq!(
+            Some(message.as_str()),
+            kiln_hub::domain::planner::missing_updates_reason(&packages, &expect).as_deref()
+        );
+        assert!(
+            message.starts_with("the rebuilt image still holds an older version: kiln-foo-1.0-1 (wanted kiln-foo-1.1-1.noarch)"),
+            "{message}"
+        );
+        assert_eq!(first_line(&message), message);
+    }
+
+    #[test]
+    fn the_rebuild_check_passes_on_newer_equal_absent_or_nothing_expected() {
+        let packages = [rpm("kiln-foo", "1.1", "1"), rpm("kiln-bar", "2.0", "1")];
+        let ok = |expect: &[&str]| {
+            let expect: Vec<String> = expect.iter().map(|e| e.to_string()).collect();
+            check_updates(&packages, &expect).map_err(|e| e.to_string())
+        };
+        assert_eq!(ok(&["kiln-foo-1.1-1.noarch"]), Ok(()), "equal");
+        assert_eq!(ok(&["kiln-bar-0:1.1-1.noarch"]), Ok(()), "newer");
+        assert_eq!(ok(&["kiln-baz-9.9-1.noarch"]), Ok(()), "absent");
+        assert_eq!(ok(&[]), Ok(()), "not a rebuild");
+        assert_eq!(
+            check_updates(&[], &["kiln-foo-1.1-1.noarch".into()]).map_err(|e| e.to_string()),
+            Ok(())
+        );
     }
 
     #[test]

@@ -128,6 +128,24 @@ impl Registry {
         ))
     }
 
+    /// The tags `repo` has (none when the registry does not know it).
+    async fn tags(&self, repo: &str) -> Vec<String> {
+        let r = reqwest::get(format!("http://{}/v2/{repo}/tags/list", self.host))
+            .await
+            .unwrap();
+        if r.status() == reqwest::StatusCode::NOT_FOUND {
+            return Vec::new();
+        }
+        assert!(r.status().is_success(), "{repo}: {}", r.status());
+        let list: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        let mut tags: Vec<String> = list["tags"]
+            .as_array()
+            .map(|a| a.iter().map(|t| t.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default();
+        tags.sort();
+        tags
+    }
+
     async fn blob(&self, repo: &str, digest: &str) -> Vec<u8> {
         let r = reqwest::get(format!("http://{}/v2/{repo}/blobs/{digest}", self.host))
             .await
@@ -161,12 +179,60 @@ fn git(dir: &Path, args: &[&str]) -> String {
 
 /// A repository whose `main` holds `dockerfile`; returns its commit.
 fn distgit(dir: &Path, dockerfile: &str) -> String {
+    distgit_with(dir, dockerfile, &[])
+}
+
+/// A repository whose `main` holds `dockerfile` and `files` (copied from
+/// the paths given, under the names given); returns its commit.
+fn distgit_with(dir: &Path, dockerfile: &str, files: &[(&str, &Path)]) -> String {
     std::fs::create_dir_all(dir).unwrap();
     git(dir, &["init", "-q", "-b", "main"]);
     std::fs::write(dir.join("Dockerfile"), dockerfile).unwrap();
     git(dir, &["add", "Dockerfile"]);
+    for (name, from) in files {
+        let to = dir.join(name);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(from, &to).unwrap();
+        git(dir, &["add", name]);
+    }
     git(dir, &["commit", "-q", "-m", "initial"]);
     git(dir, &["rev-parse", "HEAD"])
+}
+
+/// An rpm database (`rpmdb.sqlite`, written by the host's rpm) recording
+/// kiln-foo-1.0-1.noarch from the rebuild-rpms fixture as installed.
+fn rpmdb_with_kiln_foo_1_0(dir: &Path) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let script = root.join("scripts/fixtures/rebuild-rpms.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .arg("-")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let fixture = PathBuf::from(stdout.lines().last().unwrap().trim());
+    let rpm = fixture.join("rpms/kiln-foo-1.0-1.noarch.rpm");
+    let out = std::process::Command::new("rpm")
+        .arg("--root")
+        .arg(dir)
+        .args(["--dbpath", "/var/lib/rpm", "-i", "--nodeps", "--justdb"])
+        .arg(&rpm)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rpm -i --justdb: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db = dir.join("var/lib/rpm/rpmdb.sqlite");
+    assert!(db.is_file(), "{} not written", db.display());
+    db
 }
 
 // ---------------------------------------------------------------- the hub
@@ -194,6 +260,8 @@ struct HubState {
     complete_attempts: usize,
     restart_wanted: bool,
     registry: String,
+    /// The updates the answer to `prepared` expects, by component.
+    expect: HashMap<String, Vec<String>>,
 }
 
 type Shared = Arc<Mutex<HubState>>;
@@ -311,6 +379,7 @@ async fn prepared(
         }
     };
     let repo = format!("{}/{name}", s.registry);
+    let expect = s.expect.get(&component).cloned().unwrap_or_default();
     let answer = PreparedAnswer {
         nvr: Nvr {
             name: component,
@@ -323,6 +392,7 @@ async fn prepared(
             format!("{repo}:{version}"),
             format!("{repo}:latest"),
         ],
+        expect,
     };
     json(StatusCode::OK, &answer)
 }
@@ -705,6 +775,78 @@ async fn builds_pushes_scans_and_completes_across_a_hub_restart() {
         ("hello", "2.10-3", "amd64")
     );
     assert_eq!(pkg.source.as_deref(), Some("hello-src"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_without_its_update_pushes_no_tag_and_one_with_it_pushes_all() {
+    let registry = Registry::start().await;
+    let hub = Hub::start(&registry.host).await;
+    let root = tempfile::tempdir().unwrap();
+    let db = rpmdb_with_kiln_foo_1_0(&root.path().join("rpmroot"));
+    hub.with(|s| {
+        // The mirror did not have kiln-foo-1.1: the image holds 1.0.
+        s.expect
+            .insert("stale".into(), vec!["kiln-foo-1.1-1.noarch".into()]);
+        s.expect
+            .insert("fresh".into(), vec!["kiln-foo-0:1.0-1.noarch".into()]);
+    });
+    for (task, component) in [(8, "stale"), (9, "fresh")] {
+        let dir = root.path().join(component);
+        distgit_with(
+            &dir,
+            &format!(
+                "FROM {}\nLABEL com.redhat.component={component} name=kiln/{component} version=1\n\
+                 COPY rpmdb/ /var/lib/rpm/\n",
+                registry.base()
+            ),
+            &[("rpmdb/rpmdb.sqlite", &db)],
+        );
+        hub.enqueue(assignment(task, &dir, "main", &registry.host));
+    }
+    let worker = Worker::start(&hub);
+    wait_until("both tasks reported", Duration::from_secs(240), || {
+        hub.with(|s| s.failures.len() + s.completions.len() >= 2)
+    })
+    .await;
+    worker.stop().await;
+
+    let (failures, completions) = hub.with(|s| (s.failures.clone(), s.completions.clone()));
+    let [(8, f)] = failures.as_slice() else {
+        panic!("{failures:?}")
+    };
+    let want = "the rebuilt image still holds an older version: kiln-foo-1.0-1 (wanted \
+                kiln-foo-1.1-1.noarch); is the update in the target's repositories?";
+    assert_eq!(f.reason, want);
+    let log = hub.log(8);
+    assert!(log.contains(&format!("error: {want}")), "{log}");
+    assert!(!log.contains("Pushed"), "{log}");
+    assert_eq!(
+        registry.tags("kiln/stale").await,
+        Vec::<String>::new(),
+        "a failing rebuild moves no tag"
+    );
+
+    let [(9, c)] = completions.as_slice() else {
+        panic!("{completions:?}")
+    };
+    let [pkg] = c.packages.as_slice() else {
+        panic!("{:?}", c.packages)
+    };
+    assert_eq!(
+        (pkg.kind, pkg.name.as_str(), pkg.version.as_str()),
+        (PackageKind::Rpm, "kiln-foo", "1.0")
+    );
+    assert_eq!(registry.tags("kiln/fresh").await, ["1", "1-7", "latest"]);
+    for tag in ["1-7", "1", "latest"] {
+        let (digest, _) = registry.manifest("kiln/fresh", tag).await.expect(tag);
+        assert_eq!(digest, c.manifest_digest, "{tag}");
+    }
+    let log = hub.log(9);
+    let (packages, pushed) = (
+        log.find("1 packages in the image").expect(&log),
+        log.find("Pushed ").expect(&log),
+    );
+    assert!(packages < pushed, "checked before pushing: {log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

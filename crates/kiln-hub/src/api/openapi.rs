@@ -185,7 +185,7 @@ const ROUTES: &[(&str, &str, &str, Option<&str>, &str)] = &[
     (
         "post",
         "/api/v1/tasks/{id}/prepared",
-        "Report labels and parent; get the NVR, labels and tags (422: refused)",
+        "Report labels and parent; get the NVR, labels, tags and expected updates (422: refused)",
         Some("Prepared"),
         "PreparedAnswer",
     ),
@@ -277,7 +277,7 @@ pub fn document() -> Value {
                 "Assignment": obj(&["task_id", "lease_secs", "build", "target"]),
                 "Heartbeat": obj(&["worker"]),
                 "Prepared": obj(&["worker", "commit", "labels", "parent", "container_yaml"]),
-                "PreparedAnswer": obj(&["nvr", "labels", "tags"]),
+                "PreparedAnswer": obj(&["nvr", "labels", "tags", "expect"]),
                 "Completion": obj(&["worker", "manifest_digest", "config_digest", "image_size", "layers", "parent_digest", "tags", "packages"]),
                 "Failure": obj(&["worker", "reason"]),
                 "ApiError": obj(&["error", "message"]),

@@ -55,8 +55,8 @@ pub struct Assignment {
 }
 
 /// `POST /api/v1/tasks/{id}/prepared`: the worker read the Dockerfile; the
-/// hub checks it (labels, parent policy, NVR) and answers with the NVR and
-/// the tags to push, or refuses.
+/// hub checks it (labels, parent policy, NVR) and answers with the NVR, the
+/// tags to push and the updates a rebuild must hold, or refuses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Prepared {
     pub worker: String,
@@ -77,6 +77,12 @@ pub struct PreparedAnswer {
     pub labels: std::collections::BTreeMap<String, String>,
     /// Full references to push, the unique one first.
     pub tags: Vec<String>,
+    /// For an automatic rebuild, the updates the image must hold
+    /// (`name-[E:]V-R.arch`, its rebuild item's `expect`): the worker
+    /// checks them before it pushes any tag. Empty otherwise, and from a
+    /// hub that predates the field.
+    #[serde(default)]
+    pub expect: Vec<String>,
 }
 
 /// `POST /api/v1/tasks/{id}/heartbeat` and log appends identify the holder.

@@ -763,7 +763,8 @@ impl From<DbError> for Refusal {
 }
 
 /// The checks a build must pass before it runs, and what it becomes: the
-/// NVR, the labels to add, the tags to push.
+/// NVR, the labels to add, the tags to push, the updates a rebuild must
+/// hold.
 async fn decide(hub: &Hub, build: &Build, p: &Prepared) -> Result<PreparedAnswer, Refusal> {
     let target = hub.db.get_target(&build.target).await?;
     let identity =
@@ -818,10 +819,15 @@ async fn decide(hub: &Hub, build: &Build, p: &Prepared) -> Result<PreparedAnswer
         release: release_chosen.then_some(nvr.release.as_str()),
     })
     .map_err(|e| Refusal::Refused(e.to_string()))?;
+    let expect = match build.rebuild_item_id {
+        Some(item) => hub.db.get_rebuild_item(item).await?.expect,
+        None => Vec::new(),
+    };
     Ok(PreparedAnswer {
         nvr,
         labels,
         tags: plan.references(),
+        expect,
     })
 }
 

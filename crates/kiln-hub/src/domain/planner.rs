@@ -979,6 +979,27 @@ pub fn still_older(packages: &[Package], updates: &[Nevra]) -> Vec<(Nevra, Strin
         .collect()
 }
 
+/// The post-check of a rebuild, shared by the worker (before it pushes)
+/// and the hub (when the rebuild completes): the failure reason when the
+/// image's `packages` still hold an older version of an update in `expect`
+/// (`name-[E:]V-R.arch`; entries that do not parse are not checked), None
+/// when it holds them all.
+pub fn missing_updates_reason(packages: &[Package], expect: &[String]) -> Option<String> {
+    let expect: Vec<Nevra> = expect.iter().filter_map(|u| Nevra::parse(u).ok()).collect();
+    let old = still_older(packages, &expect);
+    if old.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = old
+        .iter()
+        .map(|(update, installed)| format!("{installed} (wanted {update})"))
+        .collect();
+    Some(format!(
+        "the rebuilt image still holds an older version: {}; is the update in the target's repositories?",
+        list.join(", ")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1675,6 +1696,40 @@ mod tests {
         let mut deb = rpm("foo", "1.0-1");
         deb.kind = PackageKind::Deb;
         assert!(still_older(&[deb], &[nevra("foo-1.1-1.x86_64")]).is_empty());
+    }
+
+    #[test]
+    fn the_missing_updates_reason_names_each_older_package() {
+        let packages = vec![rpm("foo", "1.0-1"), rpm("baz", "3.0-1")];
+        let expect =
+            |updates: &[&str]| -> Vec<String> { updates.iter().map(|u| u.to_string()).collect() };
+        assert_eq!(
+            missing_updates_reason(
+                &packages,
+                &expect(&[
+                    "foo-1.1-1.x86_64",
+                    "baz-1:2.0-1.noarch",
+                    "nosuch-1-1.noarch"
+                ])
+            )
+            .as_deref(),
+            // In still_older's order (sorted), not the expected updates'.
+            Some(
+                "the rebuilt image still holds an older version: baz-3.0-1 (wanted \
+                 baz-1:2.0-1.noarch), foo-1.0-1 (wanted foo-1.1-1.x86_64); is the update in \
+                 the target's repositories?"
+            )
+        );
+        assert_eq!(
+            missing_updates_reason(
+                &packages,
+                &expect(&["foo-1.0-1.x86_64", "baz-2.0-1.noarch"])
+            ),
+            None
+        );
+        assert_eq!(missing_updates_reason(&packages, &[]), None);
+        // What does not parse is not checked (the hub stored it as given).
+        assert_eq!(missing_updates_reason(&packages, &expect(&["foo"])), None);
     }
 
     /// The issue's benchmark graph: 10 000 images in 7 levels (depth up to

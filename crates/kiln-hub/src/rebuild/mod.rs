@@ -22,7 +22,7 @@ pub use watcher::spawn_repo_watcher;
 use crate::api::server::Hub;
 use crate::db::{DbError, NewBuild, NewRebuildEvent};
 use crate::domain::cascade::{self, ActiveItem, Admission, BuildOutcome, Step};
-use crate::domain::planner::{GraphError, ImageGraph, Plan, still_older};
+use crate::domain::planner::{GraphError, ImageGraph, Plan, missing_updates_reason};
 use crate::domain::rpmver::{Nevra, RpmVersionError};
 use crate::model::{
     Build, BuildState, Package, RebuildEvent, RebuildEventState, RebuildItem, RebuildItemState,
@@ -351,7 +351,8 @@ pub fn rebuild_request(
 
 /// The post-check of a rebuild: the updates the new image still holds an
 /// older version of, as a failure reason. None when the build is not a
-/// rebuild or holds them all.
+/// rebuild or holds them all. The worker runs the same check before it
+/// pushes; this one stays for workers that do not.
 pub async fn missing_updates(
     hub: &Hub,
     build: &Build,
@@ -361,23 +362,7 @@ pub async fn missing_updates(
         return Ok(None);
     };
     let it = hub.db.get_rebuild_item(item_id).await?;
-    let expect: Vec<Nevra> = it
-        .expect
-        .iter()
-        .filter_map(|u| Nevra::parse(u).ok())
-        .collect();
-    let old = still_older(packages, &expect);
-    if old.is_empty() {
-        return Ok(None);
-    }
-    let list: Vec<String> = old
-        .iter()
-        .map(|(update, installed)| format!("{installed} (wanted {update})"))
-        .collect();
-    Ok(Some(format!(
-        "the rebuilt image still holds an older version: {}; is the update in the target's repositories?",
-        list.join(", ")
-    )))
+    Ok(missing_updates_reason(packages, &it.expect))
 }
 
 /// After a build by hand completed: when it replaced the latest build of a
