@@ -22,6 +22,8 @@ PACKAGES=(
   db5.3-util sqlite3 gnupg
   # RUN --mount=type=ssh tests: ssh-agent, ssh-add, ssh-keygen
   openssh-client
+  # TLS tests: a throwaway CA and server certificates
+  openssl
 )
 
 missing=()

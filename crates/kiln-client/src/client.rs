@@ -15,6 +15,9 @@ use crate::credentials::Credentials;
 use crate::error::{Error, RegistryErrorCode, Result};
 use crate::transport::{Transport, api_host, http_client, transport_for};
 
+/// How long an HTTPS probe may take before plain HTTP is tried instead.
+const HTTPS_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Tokens are taken to live at least this long, as containers/image does;
 /// some token servers report less or nothing.
 const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
@@ -224,31 +227,28 @@ impl Client {
         }
         let opts = &self.inner.options;
         let host = api_host(registry);
-        let ep = match transport_for(registry, opts.tls_verify, &opts.insecure_registries) {
-            Transport::Http => {
-                self.ping(registry, "http", host, &self.inner.verifying)
-                    .await?
+        let Transport {
+            verify,
+            http_fallback,
+        } = transport_for(registry, opts.tls_verify, &opts.insecure_registries);
+        let client = if verify {
+            &self.inner.verifying
+        } else {
+            &self.inner.lax
+        };
+        // A plain-HTTP server may wait for a line that a TLS hello never
+        // ends: with a fallback, the HTTPS probe gets a bound of its own.
+        let probe = http_fallback.then_some(HTTPS_PROBE_TIMEOUT);
+        let ep = match self.ping(registry, "https", host, client, probe).await {
+            Ok(ep) => ep,
+            Err(https) if http_fallback && matches!(https, Error::Http { .. }) => {
+                tracing::debug!(%https, "falling back to plain HTTP");
+                // When plain HTTP fails too, the HTTPS error is the one to show.
+                self.ping(registry, "http", host, client, None)
+                    .await
+                    .map_err(|_| https)?
             }
-            Transport::Https {
-                verify,
-                http_fallback,
-            } => {
-                let client = if verify {
-                    &self.inner.verifying
-                } else {
-                    &self.inner.lax
-                };
-                match self.ping(registry, "https", host, client).await {
-                    Ok(ep) => ep,
-                    Err(https) if http_fallback && matches!(https, Error::Http { .. }) => {
-                        tracing::debug!(%https, "falling back to plain HTTP");
-                        self.ping(registry, "http", host, client)
-                            .await
-                            .map_err(|_| https)?
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
+            Err(e) => return Err(e),
         };
         let ep = Arc::new(ep);
         self.inner
@@ -265,6 +265,7 @@ impl Client {
         scheme: &str,
         host: &str,
         client: &reqwest::Client,
+        timeout: Option<std::time::Duration>,
     ) -> Result<Endpoint> {
         let base = Url::parse(&format!("{scheme}://{host}/")).map_err(|e| Error::Protocol {
             registry: registry.to_owned(),
@@ -277,15 +278,15 @@ impl Client {
             challenge: Mutex::new(None),
         };
         let url = ep.url("/v2/")?;
-        let resp = client
-            .get(url.clone())
-            .send()
-            .await
-            .map_err(|error| Error::Http {
-                method: "GET".to_owned(),
-                url: url.to_string(),
-                error,
-            })?;
+        let mut req = client.get(url.clone());
+        if let Some(t) = timeout {
+            req = req.timeout(t);
+        }
+        let resp = req.send().await.map_err(|error| Error::Http {
+            method: "GET".to_owned(),
+            url: url.to_string(),
+            error,
+        })?;
         if resp.status() == StatusCode::UNAUTHORIZED
             && let Some(c) = challenge_of(&resp)
         {

@@ -20,7 +20,8 @@
 //! # Reaching a registry
 //! On first use of a registry the client pings `/v2/` to settle the scheme
 //! and learn how the registry wants to be authenticated:
-//! - loopback hosts (`localhost`, `127.0.0.0/8`, `[::1]`): plain HTTP;
+//! - loopback hosts (`localhost`, `127.0.0.0/8`, `[::1]`): HTTPS with
+//!   certificates checked, then plain HTTP if the HTTPS connection fails;
 //! - hosts in [`ClientOptions::insecure_registries`], and every host when
 //!   [`ClientOptions::tls_verify`] is off: HTTPS accepting any certificate,
 //!   then plain HTTP if the HTTPS connection fails (containers/image's

@@ -12,14 +12,13 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use crate::error::{Error, Result};
 
-/// How to talk to one registry host.
+/// How to talk to one registry host: HTTPS; with `verify` off any
+/// certificate is accepted, and with `http_fallback` a failed HTTPS
+/// connection is retried over plain HTTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Transport {
-    /// Plain HTTP only (loopback registries).
-    Http,
-    /// HTTPS; with `verify` off any certificate is accepted, and with
-    /// `http_fallback` a failed HTTPS connection is retried over HTTP.
-    Https { verify: bool, http_fallback: bool },
+pub(crate) struct Transport {
+    pub verify: bool,
+    pub http_fallback: bool,
 }
 
 /// The decision for `host` (`name[:port]`, IPv6 in brackets).
@@ -27,20 +26,18 @@ pub(crate) enum Transport {
 /// Hosts listed insecure and every host when `tls_verify` is off behave like
 /// containers/image's `--tls-verify=false` (and dockerd's
 /// `insecure-registries`): HTTPS accepting any certificate, then HTTP if the
-/// HTTPS connection fails. Loopback hosts go straight to plain HTTP.
+/// HTTPS connection fails. Loopback hosts may speak either: HTTPS (its
+/// certificate checked as usual) and, when that fails, plain HTTP.
 pub(crate) fn transport_for(host: &str, tls_verify: bool, insecure: &[String]) -> Transport {
     if insecure.iter().any(|h| h == host) {
-        return Transport::Https {
+        return Transport {
             verify: false,
             http_fallback: true,
         };
     }
-    if is_loopback(host) {
-        return Transport::Http;
-    }
-    Transport::Https {
+    Transport {
         verify: tls_verify,
-        http_fallback: !tls_verify,
+        http_fallback: !tls_verify || is_loopback(host),
     }
 }
 
@@ -168,17 +165,24 @@ mod tests {
 
     #[test]
     fn scheme_decisions() {
-        let secure = Transport::Https {
+        let secure = Transport {
             verify: true,
             http_fallback: false,
         };
-        let lax = Transport::Https {
+        let lax = Transport {
             verify: false,
             http_fallback: true,
         };
         assert_eq!(transport_for("quay.io", true, &[]), secure);
         assert_eq!(transport_for("quay.io", false, &[]), lax);
-        assert_eq!(transport_for("localhost:5000", true, &[]), Transport::Http);
+        // Loopback: HTTPS checked as usual, then plain HTTP.
+        assert_eq!(
+            transport_for("localhost:5000", true, &[]),
+            Transport {
+                verify: true,
+                http_fallback: true,
+            }
+        );
         let insecure = vec!["reg.lan:5000".to_owned(), "127.0.0.1:5000".to_owned()];
         assert_eq!(transport_for("reg.lan:5000", true, &insecure), lax);
         // Listed beats loopback: the registry may speak TLS after all.

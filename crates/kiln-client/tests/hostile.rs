@@ -300,8 +300,9 @@ async fn unreachable_registry_error_names_url_and_cause() {
     let msg = err.to_string();
     assert!(matches!(err, Error::Http { .. }), "{msg}");
     assert!(err.is_transient(), "{msg}");
+    // Loopback is tried over HTTPS, then plain HTTP; the HTTPS error is shown.
     assert!(
-        msg.contains(&format!("http://127.0.0.1:{port}/v2/")),
+        msg.contains(&format!("https://127.0.0.1:{port}/v2/")),
         "{msg}"
     );
     assert!(msg.to_lowercase().contains("refused"), "{msg}");
@@ -413,4 +414,76 @@ async fn docker_hub_style_tokens_are_cached_and_scope_refusals_are_denied() {
     );
     let requests = state.token_requests.lock().unwrap();
     assert_eq!(requests.last().unwrap().0, ["repository:lib:pull,push"]);
+}
+
+/// A plain-HTTP registry on loopback that, like a server waiting for a
+/// request line, never answers a TLS hello: the HTTPS probe gives up after
+/// its own bound and the client goes on over plain HTTP.
+#[tokio::test]
+async fn a_loopback_server_silent_to_tls_is_reached_over_http() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut got = Vec::new();
+                loop {
+                    let Ok(n) = conn.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    if got.first() == Some(&0x16) {
+                        // A TLS hello: hold the connection, answer nothing.
+                        continue;
+                    }
+                    if got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                let head = String::from_utf8_lossy(&got);
+                let body = if head.starts_with("GET /v2/ ") {
+                    ("200 OK", "{}")
+                } else {
+                    (
+                        "404 Not Found",
+                        r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#,
+                    )
+                };
+                let resp = format!(
+                    "HTTP/1.1 {}\r\nContent-Type: application/json\r\n\
+                     Docker-Distribution-API-Version: registry/2.0\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{}",
+                    body.0,
+                    body.1.len(),
+                    body.1
+                );
+                let _ = conn.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    let client = Client::new(ClientOptions::default()).unwrap();
+    let r: Reference = format!("{host}/x:1").parse().unwrap();
+    let started = std::time::Instant::now();
+    let err = client
+        .get_manifest(&r, &media::MANIFEST_TYPES)
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    // The registry's own answer over HTTP, not a timeout of the probe.
+    assert!(
+        msg.contains("MANIFEST_UNKNOWN") || msg.contains("manifest unknown"),
+        "{msg}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "{msg}"
+    );
 }

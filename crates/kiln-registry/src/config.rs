@@ -36,6 +36,7 @@ pub struct Config {
     #[serde(default)]
     pub cache: CacheConfig,
     pub auth: Option<AuthConfig>,
+    pub tls: Option<TlsConfig>,
 }
 
 fn yes() -> bool {
@@ -51,6 +52,7 @@ impl Default for Config {
             gc: GcConfig::default(),
             cache: CacheConfig::default(),
             auth: None,
+            tls: None,
         }
     }
 }
@@ -181,6 +183,17 @@ impl Default for CacheConfig {
     }
 }
 
+/// The `[tls]` table: serve HTTPS instead of plain HTTP. Both files are
+/// PEM; they may be one file holding both.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, the server's own certificate first.
+    pub cert_file: PathBuf,
+    /// Its private key: PKCS#8, PKCS#1 (RSA) or SEC1 (EC), unencrypted.
+    pub key_file: PathBuf,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +216,21 @@ mod tests {
             (s3.bucket.as_str(), s3.region.as_str(), s3.path_style),
             ("b", "us-east-1", true)
         );
+    }
+
+    #[test]
+    fn tls_table_needs_both_files() {
+        let c = Config::parse("[tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\n").unwrap();
+        assert_eq!(
+            c.tls,
+            Some(TlsConfig {
+                cert_file: "c.pem".into(),
+                key_file: "k.pem".into()
+            })
+        );
+        let e = Config::parse("[tls]\ncert_file = \"c.pem\"\n").unwrap_err();
+        assert!(e.to_string().contains("key_file"), "{e}");
+        assert!(Config::parse("").unwrap().tls.is_none());
     }
 
     #[test]

@@ -10,9 +10,10 @@ pub mod metrics;
 pub mod registry;
 pub mod server;
 pub mod storage;
+pub mod tls;
 pub mod uploads;
 
-pub use config::{Config, StorageConfig};
+pub use config::{Config, StorageConfig, TlsConfig};
 pub use error::{ErrorCode, RegistryError};
 pub use registry::Registry;
 pub use server::{Server, ServerError};

@@ -11,6 +11,7 @@ use crate::error::RegistryError;
 use crate::gc::{GcOptions, collect};
 use crate::http::{AppState, router};
 use crate::registry::Registry;
+use crate::tls::{TlsError, TlsListener, load_server_config};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -25,10 +26,13 @@ pub enum ServerError {
     Registry(#[from] RegistryError),
     #[error("auth: {0}")]
     Auth(#[from] AuthError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 pub struct Server {
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     registry: Arc<Registry>,
     app: axum::Router,
 }
@@ -46,7 +50,8 @@ pub fn build(
                 .clone()
                 .unwrap_or_else(|| data_dir.join("auth").join("token.key"));
             let key = load_or_create_key(&key_file)?;
-            Some(Arc::new(Authorizer::new(a.clone(), key)?))
+            let https = config.tls.is_some();
+            Some(Arc::new(Authorizer::new(a.clone(), key)?.with_https(https)))
         }
         None => None,
     };
@@ -58,18 +63,51 @@ pub fn build(
     Ok((registry, app))
 }
 
+/// Serves `app` on `listener` until `shutdown` resolves (then lets the
+/// requests in flight finish): over TLS with `tls`, else plain HTTP.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    match tls {
+        Some(config) => {
+            axum::serve(TlsListener::new(listener, config)?, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            use axum::serve::ListenerExt as _;
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
+}
+
 impl Server {
+    /// With `config.tls`, the certificate and key are read and checked
+    /// before anything else, so bad files fail before the port is taken.
     pub async fn bind(
         addr: SocketAddr,
         data_dir: &Path,
         config: Config,
     ) -> Result<Server, ServerError> {
+        let tls = match &config.tls {
+            Some(t) => Some(load_server_config(&t.cert_file, &t.key_file)?),
+            None => None,
+        };
         let (registry, app) = build(data_dir, config)?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
         Ok(Server {
             listener,
+            tls,
             registry,
             app,
         })
@@ -77,6 +115,11 @@ impl Server {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// `https` when serving TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     pub fn registry(&self) -> Arc<Registry> {
@@ -89,13 +132,7 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let gc = spawn_periodic_gc(self.registry.clone());
-        use axum::serve::ListenerExt as _;
-        let listener = self.listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let result = axum::serve(listener, self.app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let result = serve(self.listener, self.tls, self.app, shutdown).await;
         if let Some(gc) = gc {
             gc.abort();
         }

@@ -59,19 +59,22 @@ struct RegistryArgs {
     /// Where blobs, manifests and upload sessions are kept.
     #[arg(long, default_value = "kiln-data", env = "KILN_DATA_DIR")]
     data_dir: PathBuf,
-    /// TOML configuration (storage, auth, gc, limits); defaults when absent.
+    /// TOML configuration (storage, auth, gc, limits, tls); defaults when absent.
     #[arg(long, env = "KILN_CONFIG")]
     config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
 enum RegistryCommand {
-    /// Serve the registry over HTTP.
+    /// Serve the registry over HTTP, or HTTPS with --tls-cert and --tls-key.
     Serve {
         #[arg(long, default_value = "127.0.0.1:5000")]
         listen: SocketAddr,
         #[command(flatten)]
         args: RegistryArgs,
+        // Overrides the configuration's [tls].
+        #[command(flatten)]
+        tls: serve_cmd::TlsArgs,
     },
     /// Remove blobs no manifest references, and abandoned uploads.
     Gc {
@@ -112,13 +115,17 @@ async fn shutdown_signal() {
 
 async fn registry(cmd: RegistryCommand) -> Result<()> {
     match cmd {
-        RegistryCommand::Serve { listen, args } => {
-            let config = load_config(&args)?;
+        RegistryCommand::Serve { listen, args, tls } => {
+            let mut config = load_config(&args)?;
+            if let Some(files) = tls.config() {
+                config.tls = Some(files);
+            }
             let server = kiln_registry::Server::bind(listen, &args.data_dir, config).await?;
             let addr = server.local_addr()?;
-            tracing::info!(%addr, data_dir = %args.data_dir.display(), "kiln registry listening");
+            let scheme = server.scheme();
+            tracing::info!(%addr, scheme, data_dir = %args.data_dir.display(), "kiln registry listening");
             eprintln!(
-                "kiln registry listening on http://{addr} (data in {})",
+                "kiln registry listening on {scheme}://{addr} (data in {})",
                 args.data_dir.display()
             );
             server.run(shutdown_signal()).await?;

@@ -1,7 +1,7 @@
 //! `kiln serve` (registry + hub + local workers on one address) and
 //! `kiln hub serve` (the hub alone).
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -10,6 +10,42 @@ use kiln_hub::api::logs::LogStore;
 use kiln_hub::api::server::{Hub, HubConfig, router, spawn_reaper};
 use kiln_hub::db::{Db, DbError};
 use kiln_hub::model::Target;
+
+/// `--tls-cert` and `--tls-key`: serve HTTPS. Both or neither.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TlsArgs {
+    /// Serve HTTPS with this certificate chain (PEM, the server's own
+    /// certificate first; needs --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1,
+    /// unencrypted; needs --tls-cert).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The files given, if any (clap has made sure it is both or neither).
+    pub fn config(&self) -> Option<kiln_registry::TlsConfig> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(kiln_registry::TlsConfig {
+                cert_file: cert.clone(),
+                key_file: key.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Reads and checks the certificate and key (before any port is taken).
+pub fn load_tls(
+    files: Option<&kiln_registry::TlsConfig>,
+) -> Result<Option<Arc<kiln_registry::tls::ServerConfig>>> {
+    files
+        .map(|t| kiln_registry::tls::load_server_config(&t.cert_file, &t.key_file))
+        .transpose()
+        .map_err(Into::into)
+}
 
 #[derive(clap::Args)]
 pub struct HubServeArgs {
@@ -38,6 +74,8 @@ pub struct HubServeArgs {
     /// Builds an automatic rebuild of one image may take before it fails.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=10))]
     pub rebuild_attempts: u32,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 #[derive(clap::Args)]
@@ -140,6 +178,7 @@ pub async fn hub_serve(
     args: HubServeArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    let tls = load_tls(args.tls.config().as_ref())?;
     let hub = open_hub(&args).await?;
     spawn_background(&hub);
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -147,23 +186,32 @@ pub async fn hub_serve(
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
     eprintln!(
-        "kiln hub listening on http://{addr}/api/v1/ (data in {})",
+        "kiln hub listening on {}://{addr}/api/v1/ (data in {})",
+        scheme(&tls),
         args.data_dir.display()
     );
-    axum::serve(listener, router(hub))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    kiln_registry::server::serve(listener, tls, router(hub), shutdown).await?;
     Ok(())
+}
+
+fn scheme<T>(tls: &Option<T>) -> &'static str {
+    if tls.is_some() { "https" } else { "http" }
 }
 
 pub async fn serve(
     args: ServeArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let registry_config = match &args.config {
+    let mut registry_config = match &args.config {
         Some(p) => kiln_registry::Config::load(p)?,
         None => kiln_registry::Config::default(),
     };
+    // The flags override the registry configuration's [tls], which then
+    // serves the hub as well: both are on one port.
+    if let Some(files) = args.hub.tls.config() {
+        registry_config.tls = Some(files);
+    }
+    let tls = load_tls(registry_config.tls.as_ref())?;
     let (_registry, registry_routes) =
         kiln_registry::server::build(&args.hub.data_dir.join("registry"), registry_config)?;
     let hub = open_hub(&args.hub).await?;
@@ -174,17 +222,43 @@ pub async fn serve(
     default_target(&hub.db, &addr.to_string()).await?;
     spawn_background(&hub);
     let app = registry_routes.merge(router(hub));
+    // Behind TLS the local workers reach the hub over plain HTTP on a
+    // loopback port of their own: the certificate names the address
+    // clients use, which the listening address (0.0.0.0, say) need not be.
+    let internal = if tls.is_some() && args.workers > 0 {
+        let l = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .context("listening on 127.0.0.1 for the local workers")?;
+        Some(l)
+    } else {
+        None
+    };
+    let worker_hub = match &internal {
+        Some(l) => format!("http://{}", l.local_addr()?),
+        None => format!("http://{addr}"),
+    };
     eprintln!(
-        "kiln listening on http://{addr}: registry /v2/, API /api/v1/ ({} worker{}; data in {})",
+        "kiln listening on {}://{addr}: registry /v2/, API /api/v1/ ({} worker{}; data in {})",
+        scheme(&tls),
         args.workers,
         if args.workers == 1 { "" } else { "s" },
         args.hub.data_dir.display()
     );
+    let (internal_stop, internal_stopped) = tokio::sync::oneshot::channel::<()>();
+    let internal = internal.map(|l| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let stop = async move {
+                let _ = internal_stopped.await;
+            };
+            kiln_registry::server::serve(l, None, app, stop).await
+        })
+    });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut workers = Vec::new();
     for i in 0..args.workers {
         let config = crate::worker_cmd::local_worker_config(
-            &format!("http://{addr}"),
+            &worker_hub,
             &args.hub.data_dir.join(format!("worker-{i}")),
             &format!("local-{i}"),
         )?;
@@ -198,12 +272,19 @@ pub async fn serve(
             }
         }));
     }
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = kiln_registry::server::serve(listener, tls, app, shutdown).await;
     let _ = stop_tx.send(true);
     for w in workers {
         let _ = w.await;
+    }
+    // Last: the workers may report to the hub until they stop.
+    let _ = internal_stop.send(());
+    if let Some(internal) = internal {
+        match internal.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "the local workers' listener failed"),
+            Err(e) => tracing::warn!(error = %e, "the local workers' listener panicked"),
+            Ok(Ok(())) => {}
+        }
     }
     result?;
     Ok(())

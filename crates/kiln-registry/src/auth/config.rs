@@ -13,7 +13,8 @@ use super::rules::Action;
 pub struct AuthConfig {
     /// The token audience, sent to clients in the challenge.
     pub service: String,
-    /// The token endpoint URL; by default `http://{Host header}/token`.
+    /// The token endpoint URL; by default `http://{Host header}/token`
+    /// (`https://` when the registry serves TLS).
     pub realm: Option<String>,
     pub token_ttl_secs: u64,
     /// Lifetime of refresh ("identity") tokens, handed out on `docker login`

@@ -187,6 +187,8 @@ pub(crate) struct Issued {
 pub struct Authorizer {
     service: String,
     realm: Option<String>,
+    /// The scheme of the default realm: the registry's own.
+    https: bool,
     token_ttl: i64,
     refresh_ttl: i64,
     users: HashMap<String, User>,
@@ -225,6 +227,7 @@ impl Authorizer {
         Ok(Authorizer {
             service: config.service,
             realm: config.realm,
+            https: false,
             token_ttl: secs(config.token_ttl_secs),
             refresh_ttl: secs(config.refresh_token_ttl_secs),
             users,
@@ -240,16 +243,24 @@ impl Authorizer {
         Self::new(config, key)
     }
 
+    /// Announces the default realm as `https://` (the registry serves TLS).
+    /// A `realm` in the configuration is announced as written.
+    pub fn with_https(mut self, https: bool) -> Self {
+        self.https = https;
+        self
+    }
+
     pub fn service(&self) -> &str {
         &self.service
     }
 
     /// The token endpoint URL announced in challenges.
     pub fn realm(&self, host: Option<&str>) -> String {
+        let scheme = if self.https { "https" } else { "http" };
         match (&self.realm, host) {
             (Some(realm), _) => realm.clone(),
-            (None, Some(host)) if valid_host(host) => format!("http://{host}/token"),
-            (None, _) => "http://localhost/token".to_owned(),
+            (None, Some(host)) if valid_host(host) => format!("{scheme}://{host}/token"),
+            (None, _) => format!("{scheme}://localhost/token"),
         }
     }
 
@@ -1065,6 +1076,19 @@ pub(crate) mod tests {
         assert_eq!(auth.realm(Some("[::1]:5000")), "http://[::1]:5000/token");
         assert_eq!(auth.realm(Some("evil\",x=\"y")), "http://localhost/token");
         assert_eq!(auth.realm(None), "http://localhost/token");
+    }
+
+    #[test]
+    fn default_realm_follows_tls_but_config_wins() {
+        let auth = authorizer(config()).with_https(true);
+        assert_eq!(auth.realm(Some("reg:5000")), "https://reg:5000/token");
+        assert_eq!(auth.realm(None), "https://localhost/token");
+        let auth = authorizer(AuthConfig {
+            realm: Some("http://proxy.example/token".to_owned()),
+            ..config()
+        })
+        .with_https(true);
+        assert_eq!(auth.realm(Some("reg:5000")), "http://proxy.example/token");
     }
 
     #[test]

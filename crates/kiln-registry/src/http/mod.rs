@@ -62,10 +62,16 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 async fn v2_root(
     state: State<Arc<AppState>>,
     method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let uri = Uri::from_static("/v2/");
+    // `/v2` and `/v2/` are one route, but keep the scheme and authority:
+    // over HTTP/2 the host is there, not in a Host header, and the auth
+    // challenge's realm is built from it.
+    let mut parts = uri.into_parts();
+    parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/v2/"));
+    let uri = Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("/v2/"));
     v2(state, method, uri, headers, body).await
 }
 
@@ -733,5 +739,30 @@ mod tests {
             HeaderValue::from_static("application/vnd.oci.image.index.v1+json"),
         );
         assert!(accepts(&h, media::OCI_INDEX));
+    }
+
+    /// An HTTP/2 request names its host in the URI's authority only; the
+    /// realm of `GET /v2/`'s challenge must still name it.
+    #[tokio::test]
+    async fn root_challenge_realm_uses_the_uri_authority() {
+        use tower::ServiceExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = crate::Config::parse("[auth]\n").expect("config");
+        let (_, app) = crate::server::build(dir.path(), config).expect("registry");
+        for path in ["/v2/", "/v2"] {
+            let request = http::Request::get(format!("https://reg.example:5000{path}"))
+                .version(http::Version::HTTP_2)
+                .body(Body::empty())
+                .expect("request");
+            let response = app.clone().oneshot(request).await.expect("infallible");
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            let challenge = response.headers()[header::WWW_AUTHENTICATE]
+                .to_str()
+                .expect("ascii");
+            assert!(
+                challenge.starts_with("Bearer realm=\"http://reg.example:5000/token\""),
+                "{path}: {challenge}"
+            );
+        }
     }
 }

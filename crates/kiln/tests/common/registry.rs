@@ -134,6 +134,10 @@ pub struct RegistryOptions {
     pub extra_args: Vec<String>,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// The registry serves HTTPS (`--tls-*` in `extra_args`, or `[tls]` in
+    /// the config) with a certificate this CA (PEM) signed: readiness is
+    /// checked over https trusting it.
+    pub https_ca: Option<PathBuf>,
 }
 
 impl RegistryOptions {
@@ -183,7 +187,7 @@ impl KilnRegistry {
             let port = free_port()?;
             let log = scratch.join(format!("registry-{attempt}.log"));
             let mut server = spawn_kiln(port, &data_dir, config_path.as_deref(), &opts, &log)?;
-            match wait_registry_ready(&mut server, port) {
+            match wait_kiln_ready(&mut server, port, &opts) {
                 Ok(()) => {
                     return Ok(Self {
                         server,
@@ -215,7 +219,17 @@ impl KilnRegistry {
             &self.opts,
             &log,
         )?;
-        wait_registry_ready(&mut self.server, self.port)
+        wait_kiln_ready(&mut self.server, self.port, &self.opts)
+    }
+
+    /// `http://127.0.0.1:PORT`, or `https://` when [`RegistryOptions::https_ca`] is set.
+    pub fn base_url(&self) -> String {
+        let scheme = if self.opts.https_ca.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr())
     }
 
     pub fn port(&self) -> u16 {
@@ -272,6 +286,18 @@ fn spawn_kiln(
     Server::spawn("kiln registry", &mut cmd, log)
 }
 
+fn wait_kiln_ready(server: &mut Server, port: u16, opts: &RegistryOptions) -> Result<()> {
+    match &opts.https_ca {
+        Some(ca) => {
+            let url = format!("https://127.0.0.1:{port}/v2/");
+            wait_https_ready(server, &url, ca, READY_TIMEOUT, |status| {
+                status == 200 || status == 401
+            })
+        }
+        None => wait_registry_ready(server, port),
+    }
+}
+
 /// Waits until `GET /v2/` answers 200 or 401.
 fn wait_registry_ready(server: &mut Server, port: u16) -> Result<()> {
     let url = format!("http://127.0.0.1:{port}/v2/");
@@ -293,6 +319,50 @@ pub fn wait_http_ready(
         let r = http::get(url).send()?;
         Ok(ready(r.status))
     })
+}
+
+/// [`wait_http_ready`] over HTTPS: curl, trusting only the CA in `ca`.
+pub fn wait_https_ready(
+    server: &mut Server,
+    url: &str,
+    ca: &Path,
+    timeout: Duration,
+    ready: impl Fn(u16) -> bool,
+) -> Result<()> {
+    wait_until(server, timeout, &format!("answering GET {url}"), || {
+        Ok(ready(https_status(url, ca)?))
+    })
+}
+
+/// The status of `GET url` (curl trusting only `ca`). Not logged: it is
+/// polled.
+pub fn https_status(url: &str, ca: &Path) -> Result<u16> {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+        ])
+        .arg("--cacert")
+        .arg(ca)
+        .arg(url)
+        .output()
+        .context("running curl (run scripts/install-test-deps.sh)")?;
+    if !out.status.success() {
+        bail!(
+            "curl {url}: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        );
+    }
+    let code = String::from_utf8_lossy(&out.stdout);
+    code.trim()
+        .parse()
+        .with_context(|| format!("curl printed {code:?}, not a status code"))
 }
 
 /// The CNCF Distribution registry (`docker-registry` from Debian), without
