@@ -419,6 +419,9 @@ impl HubClient {
             if let Some(all) = query.all {
                 q.append_pair("all", if all { "true" } else { "false" });
             }
+            if let Some(source) = query.source {
+                q.append_pair("source", if source { "true" } else { "false" });
+            }
         }
         self.get(url).await
     }

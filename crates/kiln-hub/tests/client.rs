@@ -783,6 +783,64 @@ async fn images_with_finds_the_latest_images_holding_a_package() {
 }
 
 #[tokio::test]
+async fn images_with_a_source_package_finds_its_binary_packages() {
+    let h = real_hub().await;
+    let libs = |version: &str, release: &str| Package {
+        source: Some(format!("openssl-{version}-{release}.src.rpm")),
+        ..rpm("openssl-libs", Some(1), version, release)
+    };
+    let image = h
+        .build(&Image {
+            name: "fedora/tools",
+            version: "40",
+            parent: None,
+            manifest: digest('t'),
+            packages: vec![libs("3.0.9", "1.fc40"), rpm("bash", None, "5.2", "1.fc40")],
+        })
+        .await;
+    let by_source = |package: &str, all: bool| ImagesQuery {
+        source: Some(true),
+        all: all.then_some(true),
+        ..query(package)
+    };
+    // By binary name the library is not "openssl"; by source name it is.
+    assert!(
+        h.client
+            .images_with(&query("openssl"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for all in [false, true] {
+        let found = h
+            .client
+            .images_with(&by_source("openssl<1:3.0.9-2", all))
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1, "all={all}: {found:?}");
+        assert_eq!(found[0].build_id, image.id);
+        assert_eq!(found[0].package, "openssl-libs-1:3.0.9-1.fc40.x86_64");
+        assert!(
+            h.client
+                .images_with(&by_source("openssl>=1:3.0.9-2", all))
+                .await
+                .unwrap()
+                .is_empty(),
+            "all={all}"
+        );
+        // A binary name is not a source name.
+        assert!(
+            h.client
+                .images_with(&by_source("openssl-libs", all))
+                .await
+                .unwrap()
+                .is_empty(),
+            "all={all}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_package_update_is_recorded_once() {
     let h = real_hub().await;
     let update = PackageUpdate {

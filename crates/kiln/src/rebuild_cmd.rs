@@ -35,6 +35,10 @@ pub enum RebuildCommand {
         /// Every complete build, not only the latest ones on the tags.
         #[arg(long)]
         all: bool,
+        /// NAME is a source package: match every binary package built
+        /// from it (`openssl` finds openssl-libs too).
+        #[arg(long)]
+        source: bool,
         /// Print the records as JSON.
         #[arg(long)]
         json: bool,
@@ -146,6 +150,7 @@ async fn run_command(args: HubArgs, cmd: RebuildCommand) -> Result<i32> {
             query,
             tag,
             all,
+            source,
             json,
         } => {
             let query = query.join(" ");
@@ -157,6 +162,7 @@ async fn run_command(args: HubArgs, cmd: RebuildCommand) -> Result<i32> {
                 package: query.trim().to_string(),
                 tag: tag.clone(),
                 all: all.then_some(true),
+                source: source.then_some(true),
             };
             let found = client.images_with(&q).await?;
             if json {
@@ -261,7 +267,11 @@ fn on_off(on: bool) -> &'static str {
 
 /// What `images-with` says on stderr when nothing matched.
 fn no_images(q: &ImagesQuery) -> String {
-    let mut s = format!("no images hold {}", q.package);
+    let mut s = if q.source == Some(true) {
+        format!("no images hold packages built from {}", q.package)
+    } else {
+        format!("no images hold {}", q.package)
+    };
     if let Some(tag) = q.tag.as_deref().filter(|t| !t.is_empty()) {
         s.push_str(&format!(" on tag {tag}"));
     }
@@ -658,6 +668,7 @@ mod tests {
             package: "openssl<3.0.9-2".into(),
             tag: Some("f40".into()),
             all: None,
+            source: None,
         };
         assert_eq!(
             no_images(&q),
@@ -667,8 +678,14 @@ mod tests {
             package: "bash".into(),
             tag: None,
             all: Some(true),
+            source: None,
         };
         assert_eq!(no_images(&q), "no images hold bash");
+        let q = ImagesQuery {
+            source: Some(true),
+            ..q
+        };
+        assert_eq!(no_images(&q), "no images hold packages built from bash");
     }
 
     fn summary(id: i64, nvr: &str, state: BuildState) -> BuildSummary {

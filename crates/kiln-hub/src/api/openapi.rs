@@ -114,7 +114,7 @@ const ROUTES: &[(&str, &str, &str, Option<&str>, &str)] = &[
     (
         "get",
         "/api/v1/images",
-        "Images holding a package: ?package=NAME[<OP>[E:]V[-R]] (OP one of < <= = >= >), ?tag=, ?all=true for every complete build",
+        "Images holding a package: ?package=NAME[<OP>[E:]V[-R]] (OP one of < <= = >= >), ?tag=, ?all=true for every complete build, ?source=true to match the source package's name",
         None,
         "ImageMatchList",
     ),

@@ -198,6 +198,10 @@ pub struct ImagesQuery {
     /// Every complete build, not only the latest on each tag.
     #[serde(default)]
     pub all: Option<bool>,
+    /// Match the name of the source package the binary packages were built
+    /// from (`openssl` finds openssl-libs too), not the binary name.
+    #[serde(default)]
+    pub source: Option<bool>,
 }
 
 /// An image holding a package that answers an [`ImagesQuery`].

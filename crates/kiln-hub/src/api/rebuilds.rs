@@ -97,10 +97,19 @@ async fn images_with(
     user(&hub, &headers).await?;
     let query = PackageQuery::parse(q.package.trim())
         .map_err(|e| invalid(format!("package query {:?}: {e}", q.package)))?;
+    let by_source = q.source.unwrap_or(false);
     let matches = |p: &crate::model::Package| {
+        let name = if by_source {
+            crate::db::builds::source_name(p)
+        } else {
+            Some(p.name.clone())
+        };
         p.kind == PackageKind::Rpm
-            && p.name == query.name
-            && query.matches(&p.name, &Evr::new(p.epoch, &p.version, Some(&p.release)))
+            && name.as_deref() == Some(query.name.as_str())
+            && query.matches(
+                &query.name,
+                &Evr::new(p.epoch, &p.version, Some(&p.release)),
+            )
     };
     let tags: Option<Vec<String>> = q.tag.clone().filter(|t| !t.is_empty()).map(|t| vec![t]);
     let latest = hub.db.latest_tagged(tags.as_deref()).await?;
@@ -126,7 +135,12 @@ async fn images_with(
             ),
             _ => None,
         };
-        for hit in hub.db.builds_with_package(&query.name).await? {
+        let hits = if by_source {
+            hub.db.builds_with_source_package(&query.name).await?
+        } else {
+            hub.db.builds_with_package(&query.name).await?
+        };
+        for hit in hits {
             if matches(&hit.package) && in_tag.as_ref().is_none_or(|s| s.contains(&hit.build_id)) {
                 found.push(ImageMatch {
                     build_id: hit.build_id,

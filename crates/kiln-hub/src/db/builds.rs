@@ -67,8 +67,15 @@ pub struct PackageHit {
     pub package: Package,
 }
 
+/// The package column `builds_with` searches.
+#[derive(Debug, Clone, Copy)]
+enum PackageColumn {
+    Name,
+    SourceName,
+}
+
 /// The source package's name of an RPM, for the index.
-fn source_name(p: &Package) -> Option<String> {
+pub(crate) fn source_name(p: &Package) -> Option<String> {
     match p.kind {
         PackageKind::Rpm => p
             .source
@@ -260,10 +267,24 @@ impl Db {
 
     /// Complete builds holding a package named `name`, newest first.
     pub async fn builds_with_package(&self, name: &str) -> Result<Vec<PackageHit>, DbError> {
+        self.builds_with(PackageColumn::Name, name).await
+    }
+
+    /// Complete builds holding a package built from the source package
+    /// `name`, newest first.
+    pub async fn builds_with_source_package(&self, name: &str) -> Result<Vec<PackageHit>, DbError> {
+        self.builds_with(PackageColumn::SourceName, name).await
+    }
+
+    async fn builds_with(&self, by: PackageColumn, name: &str) -> Result<Vec<PackageHit>, DbError> {
+        let column = match by {
+            PackageColumn::Name => "name",
+            PackageColumn::SourceName => "source_name",
+        };
         let sql = format!(
             "SELECT p.build_id, b.nvr_name, b.nvr_version, b.nvr_release, {} \
              FROM build_packages p JOIN builds b ON b.id = p.build_id \
-             WHERE p.name = $1 AND b.state = 'complete' ORDER BY p.build_id DESC, p.arch",
+             WHERE p.{column} = $1 AND b.state = 'complete' ORDER BY p.build_id DESC, p.arch",
             PACKAGE_COLUMNS
                 .split(", ")
                 .map(|c| format!("p.{c}"))

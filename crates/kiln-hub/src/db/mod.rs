@@ -21,7 +21,7 @@
 //!   transaction-scoped advisory lock as their last step, so a reader
 //!   following "events after id N" never skips a later-committed smaller id).
 
-mod builds;
+pub(crate) mod builds;
 mod catalog;
 mod clock;
 mod error;
