@@ -168,10 +168,8 @@ pub(crate) fn copy_one(
     dest_is_dir: bool,
     opts: &Resolved0,
 ) -> Result<CopyStats> {
-    if let Some(keep) = &src.source.parents
-        && !keep.is_empty()
-    {
-        return copy_parents(dest_root, src, keep, dest_path, opts);
+    if let Some((pivot, keep)) = src.source.pivot() {
+        return copy_parents(dest_root, src, pivot, keep, dest_path, opts);
     }
     let sr = resolve(src.root, &src.source.path, Lookup::Follow)
         .map_err(|e| not_found_as_source(e, &src.source.path))?;
@@ -179,13 +177,8 @@ pub(crate) fn copy_one(
         return Err(Error::SourceNotFound(src.source.path.clone()));
     };
     let mut copier = Copier::new(dest_root, src.root, opts);
-    copier.excludes = src.source.exclude.as_ref().map(|e| e.patterns.clone());
-    let ex_base = src
-        .source
-        .exclude
-        .as_ref()
-        .map(|e| e.base.as_str())
-        .unwrap_or("");
+    let (excludes, ex_base) = src.source.exclude_scope();
+    copier.excludes = excludes;
     let src_parent = sr.parent(src.root);
     let src_name = sr
         .last
@@ -224,12 +217,14 @@ pub(crate) fn copy_one(
     Ok(copier.stats)
 }
 
-/// Copies a `--parents` source to `dest/keep`: the directories on the way
-/// are copied from the source's (created or merged, their metadata set once
-/// what they hold is written), the last component as it is.
+/// Copies a `--parents` source to `dest/keep` (`keep` below the directory
+/// `pivot`): the directories on the way are copied from the source's
+/// (created or merged, their metadata set once what they hold is written),
+/// the last component as it is.
 fn copy_parents(
     dest_root: &Root,
     src: &CopySource<'_>,
+    pivot: String,
     keep: &str,
     dest_path: &Cleaned,
     opts: &Resolved0,
@@ -238,15 +233,8 @@ fn copy_parents(
     let Some((last, dirs)) = names.split_last() else {
         return Ok(CopyStats::default());
     };
-    let all: Vec<&str> = src
-        .source
-        .path
-        .split('/')
-        .filter(|c| !c.is_empty())
-        .collect();
-    let pivot = all[..all.len().saturating_sub(names.len())].join("/");
     let mut copier = Copier::new(dest_root, src.root, opts);
-    copier.excludes = src.source.exclude.as_ref().map(|e| e.patterns.clone());
+    copier.excludes = src.source.exclude_scope().0;
 
     let (dr, _) = mkdir_all(dest_root, &dest_path.absolute(), opts.new_dirs())
         .map_err(|e| non_dir_dest(e, &dest_path.absolute()))?;

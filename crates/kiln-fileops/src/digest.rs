@@ -153,12 +153,12 @@ pub fn content_digest(
     };
     for m in matches {
         walker.record(&["source", &m.path]);
-        walker.excludes = m.exclude.as_ref().map(|e| e.patterns.clone());
-        let ex_base = m.exclude.as_ref().map(|e| e.base.as_str()).unwrap_or("");
+        let (excludes, ex_base) = m.exclude_scope();
+        walker.excludes = excludes;
         let mut lookup = Lookup::Follow;
-        if let Some(keep) = m.parents.as_deref().filter(|k| !k.is_empty()) {
+        if let Some((pivot, keep)) = m.pivot() {
             walker.record(&["parents", keep]);
-            walker.kept_dirs(&m.path, keep)?;
+            walker.kept_dirs(pivot, keep)?;
             lookup = Lookup::NoFollow;
         }
         let r = resolve(root, &m.path, lookup)?;
@@ -201,11 +201,10 @@ impl Walker<'_> {
     }
 
     /// Records the directories on a `--parents` source's kept path (all of
-    /// `keep` but its last component, below the pivot that `path` ends with).
-    fn kept_dirs(&mut self, path: &str, keep: &str) -> Result<()> {
+    /// `keep` but its last component, below the directory `pivot`).
+    fn kept_dirs(&mut self, pivot: String, keep: &str) -> Result<()> {
         let names: Vec<&str> = keep.split('/').collect();
-        let all: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
-        let mut lexical = all[..all.len().saturating_sub(names.len())].join("/");
+        let mut lexical = pivot;
         let mut kept = String::new();
         for name in &names[..names.len() - 1] {
             lexical = join_rel(&lexical, name);

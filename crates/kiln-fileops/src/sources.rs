@@ -32,6 +32,26 @@ pub struct SourceMatch {
     pub exclude: Option<ExcludeScope>,
 }
 
+impl SourceMatch {
+    /// For a `--parents` match below its pivot: the pivot directory's path
+    /// in the root (relative, "" for the root) and the kept path below it.
+    pub(crate) fn pivot(&self) -> Option<(String, &str)> {
+        let keep = self.parents.as_deref().filter(|k| !k.is_empty())?;
+        let all: Vec<&str> = self.path.split('/').filter(|c| !c.is_empty()).collect();
+        let depth = keep.split('/').count();
+        Some((all[..all.len().saturating_sub(depth)].join("/"), keep))
+    }
+
+    /// The `--exclude` patterns that filter what is copied below it, and
+    /// the path they see it at.
+    pub(crate) fn exclude_scope(&self) -> (Option<Excludes>, &str) {
+        match &self.exclude {
+            Some(e) => (Some(e.patterns.clone()), e.base.as_str()),
+            None => (None, ""),
+        }
+    }
+}
+
 /// The flags of a COPY/ADD that decide what its patterns select.
 #[derive(Debug, Clone, Default)]
 pub struct SourceOptions {

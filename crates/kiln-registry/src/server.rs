@@ -11,7 +11,7 @@ use crate::error::RegistryError;
 use crate::gc::{GcOptions, collect};
 use crate::http::{AppState, router};
 use crate::registry::Registry;
-use crate::tls::{TlsError, TlsListener, load_server_config};
+use crate::tls::{TlsError, TlsListener};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -97,10 +97,7 @@ impl Server {
         data_dir: &Path,
         config: Config,
     ) -> Result<Server, ServerError> {
-        let tls = match &config.tls {
-            Some(t) => Some(load_server_config(&t.cert_file, &t.key_file)?),
-            None => None,
-        };
+        let tls = crate::tls::load(config.tls.as_ref())?;
         let (registry, app) = build(data_dir, config)?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -119,7 +116,7 @@ impl Server {
 
     /// `https` when serving TLS, else `http`.
     pub fn scheme(&self) -> &'static str {
-        if self.tls.is_some() { "https" } else { "http" }
+        crate::tls::scheme(self.tls.as_ref())
     }
 
     pub fn registry(&self) -> Arc<Registry> {

@@ -156,6 +156,19 @@ pub fn load_server_config(
     Ok(Arc::new(config))
 }
 
+/// The server configuration of a `[tls]` table (or of `--tls-cert` and
+/// `--tls-key`), read and checked; None without one.
+pub fn load(files: Option<&crate::TlsConfig>) -> Result<Option<Arc<ServerConfig>>, TlsError> {
+    files
+        .map(|t| load_server_config(&t.cert_file, &t.key_file))
+        .transpose()
+}
+
+/// `https` with a TLS configuration, else `http`.
+pub fn scheme(tls: Option<&Arc<ServerConfig>>) -> &'static str {
+    if tls.is_some() { "https" } else { "http" }
+}
+
 /// A TCP listener whose [`accept`](axum::serve::Listener::accept) yields
 /// connections that finished their TLS handshake. A background task
 /// accepts TCP connections and runs each handshake in a task of its own;

@@ -37,16 +37,6 @@ impl TlsArgs {
     }
 }
 
-/// Reads and checks the certificate and key (before any port is taken).
-pub fn load_tls(
-    files: Option<&kiln_registry::TlsConfig>,
-) -> Result<Option<Arc<kiln_registry::tls::ServerConfig>>> {
-    files
-        .map(|t| kiln_registry::tls::load_server_config(&t.cert_file, &t.key_file))
-        .transpose()
-        .map_err(Into::into)
-}
-
 #[derive(clap::Args)]
 pub struct HubServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -178,7 +168,8 @@ pub async fn hub_serve(
     args: HubServeArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let tls = load_tls(args.tls.config().as_ref())?;
+    // Checked before any port is taken.
+    let tls = kiln_registry::tls::load(args.tls.config().as_ref())?;
     let hub = open_hub(&args).await?;
     spawn_background(&hub);
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -187,15 +178,11 @@ pub async fn hub_serve(
     let addr = listener.local_addr()?;
     eprintln!(
         "kiln hub listening on {}://{addr}/api/v1/ (data in {})",
-        scheme(&tls),
+        kiln_registry::tls::scheme(tls.as_ref()),
         args.data_dir.display()
     );
     kiln_registry::server::serve(listener, tls, router(hub), shutdown).await?;
     Ok(())
-}
-
-fn scheme<T>(tls: &Option<T>) -> &'static str {
-    if tls.is_some() { "https" } else { "http" }
 }
 
 pub async fn serve(
@@ -211,7 +198,7 @@ pub async fn serve(
     if let Some(files) = args.hub.tls.config() {
         registry_config.tls = Some(files);
     }
-    let tls = load_tls(registry_config.tls.as_ref())?;
+    let tls = kiln_registry::tls::load(registry_config.tls.as_ref())?;
     let (_registry, registry_routes) =
         kiln_registry::server::build(&args.hub.data_dir.join("registry"), registry_config)?;
     let hub = open_hub(&args.hub).await?;
@@ -239,7 +226,7 @@ pub async fn serve(
     };
     eprintln!(
         "kiln listening on {}://{addr}: registry /v2/, API /api/v1/ ({} worker{}; data in {})",
-        scheme(&tls),
+        kiln_registry::tls::scheme(tls.as_ref()),
         args.workers,
         if args.workers == 1 { "" } else { "s" },
         args.hub.data_dir.display()

@@ -104,12 +104,10 @@ async fn images_with(
         } else {
             Some(p.name.clone())
         };
+        let evr = Evr::new(p.epoch, &p.version, Some(&p.release));
         p.kind == PackageKind::Rpm
             && name.as_deref() == Some(query.name.as_str())
-            && query.matches(
-                &query.name,
-                &Evr::new(p.epoch, &p.version, Some(&p.release)),
-            )
+            && query.constraint.as_ref().is_none_or(|c| c.matches(&evr))
     };
     let tags: Option<Vec<String>> = q.tag.clone().filter(|t| !t.is_empty()).map(|t| vec![t]);
     let latest = hub.db.latest_tagged(tags.as_deref()).await?;
